@@ -1,0 +1,377 @@
+"""Pixel sources behind :class:`napari_gbm.slide.Slide`.
+
+- :class:`OpenSlideBackend`: every pyramid format OpenSlide reads.
+- :class:`TiffBackend`: TIFF files OpenSlide refuses (plain stripped TIFF, OME-TIFF, other
+  compressions), through tifffile; uses the file's own pyramid when it has one.
+- :class:`PilBackend`: PNG and JPEG (and anything else Pillow decodes).
+
+Files without a pyramid get a lazy one (factor 2 per level, block means), computed from
+level 0 only for the region asked for.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: A built pyramid stops once the longest side is at most this many pixels.
+_MIN_LEVEL_SIDE = 512
+_DEFAULT_CHUNK = 512
+
+
+class SlideError(Exception):
+    """A slide could not be opened or read. The message names the file and the reason."""
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"cannot read slide '{self.path}': {reason}")
+
+
+def composite_on_white(rgba: np.ndarray) -> np.ndarray:
+    """RGBA (straight alpha) to RGB on a white background."""
+    rgb = rgba[..., :3]
+    alpha = rgba[..., 3]
+    if alpha.min(initial=255) == 255:
+        return np.ascontiguousarray(rgb)
+    a = alpha[..., None].astype(np.uint16)
+    out = (rgb.astype(np.uint16) * a + 255 * (255 - a) + 127) // 255
+    return out.astype(np.uint8)
+
+
+def to_rgb(arr: np.ndarray) -> np.ndarray:
+    """Grey, RGB or RGBA uint8 to RGB uint8."""
+    if arr.ndim == 2:
+        return np.repeat(arr[..., None], 3, axis=2)
+    if arr.shape[2] == 4:
+        return composite_on_white(arr)
+    if arr.shape[2] == 3:
+        return arr
+    if arr.shape[2] == 2:  # grey + alpha
+        return composite_on_white(np.concatenate([np.repeat(arr[..., :1], 3, 2), arr[..., 1:]], 2))
+    raise ValueError(f"unsupported number of channels: {arr.shape[2]}")
+
+
+def block_mean(arr: np.ndarray, factor: int) -> np.ndarray:
+    """Downsample an (h, w, c) array by an integer factor (mean of full blocks; a partial
+    last block is averaged over the pixels it has)."""
+    if factor == 1:
+        return arr
+    h, w = arr.shape[:2]
+    oh, ow = math.ceil(h / factor), math.ceil(w / factor)
+    pad_h, pad_w = oh * factor - h, ow * factor - w
+    a = arr.astype(np.float32)
+    if pad_h or pad_w:
+        a = np.pad(a, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    a = a.reshape(oh, factor, ow, factor, -1).mean(axis=(1, 3))
+    return np.clip(a + 0.5, 0, 255).astype(np.uint8)
+
+
+class Backend:
+    """What a pixel source provides. Subclasses fill the attributes in ``__init__``."""
+
+    name = "base"
+    format = "unknown"
+    level_dimensions: list[tuple[int, int]]
+    level_downsamples: list[float]
+    tile_sizes: list[tuple[int, int]]
+    properties: dict[str, str]
+    mpp_xy: tuple[float, float] | None = None
+    objective_power: float | None = None
+    associated_names: tuple[str, ...] = ()
+
+    def read_region(self, loc: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+        raise NotImplementedError
+
+    def associated_image(self, name: str) -> np.ndarray:
+        raise KeyError(name)
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        pass
+
+
+class OpenSlideBackend(Backend):
+    name = "openslide"
+
+    def __init__(self, path: Path) -> None:
+        import openslide
+
+        self.path = path
+        self._osr = openslide.OpenSlide(str(path))
+        props = dict(self._osr.properties)
+        self.properties = props
+        self.format = props.get("openslide.vendor", "unknown")
+        self.level_dimensions = [tuple(d) for d in self._osr.level_dimensions]  # type: ignore[misc]
+        self.level_downsamples = [float(d) for d in self._osr.level_downsamples]
+        self.tile_sizes = [
+            (
+                int(props.get(f"openslide.level[{i}].tile-width", _DEFAULT_CHUNK)),
+                int(props.get(f"openslide.level[{i}].tile-height", _DEFAULT_CHUNK)),
+            )
+            for i in range(len(self.level_dimensions))
+        ]
+        try:
+            self.mpp_xy = (float(props["openslide.mpp-x"]), float(props["openslide.mpp-y"]))
+        except (KeyError, ValueError):
+            self.mpp_xy = None
+        try:
+            self.objective_power = float(props["openslide.objective-power"])
+        except (KeyError, ValueError):
+            self.objective_power = None
+        self.associated_names = tuple(self._osr.associated_images.keys())
+
+    def read_region(self, loc: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+        import openslide
+
+        try:
+            img = self._osr.read_region(loc, level, size)
+        except openslide.OpenSlideError as exc:
+            raise SlideError(self.path, f"pixel data could not be decoded ({exc})") from exc
+        return composite_on_white(np.asarray(img))
+
+    def associated_image(self, name: str) -> np.ndarray:
+        return composite_on_white(np.asarray(self._osr.associated_images[name].convert("RGBA")))
+
+    def close(self) -> None:
+        self._osr.close()
+
+
+class _BuiltPyramid(Backend):
+    """A backend with native levels plus lazily built levels below the coarsest one."""
+
+    def _init_levels(self, native_dims: list[tuple[int, int]], tiles: list[tuple[int, int]]) -> None:
+        w0 = native_dims[0][0]
+        self._native = len(native_dims)
+        self.level_dimensions = list(native_dims)
+        self.level_downsamples = [w0 / d[0] for d in native_dims]
+        self.tile_sizes = list(tiles)
+        # Add factor-2 levels until the image is small, so napari and tissue detection
+        # never have to touch level 0 of a big single-level file.
+        while max(self.level_dimensions[-1]) > _MIN_LEVEL_SIDE:
+            w, h = self.level_dimensions[-1]
+            self.level_dimensions.append((math.ceil(w / 2), math.ceil(h / 2)))
+            self.level_downsamples.append(self.level_downsamples[-1] * 2)
+            self.tile_sizes.append((_DEFAULT_CHUNK, _DEFAULT_CHUNK))
+
+    def _read_native(self, level: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """RGB of native level ``level`` rows y0:y1, cols x0:x1 (inside the image)."""
+        raise NotImplementedError
+
+    def read_region(self, loc: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+        w, h = size
+        out = np.full((h, w, 3), 255, np.uint8)
+        if level < self._native:
+            src_level, factor = level, 1
+        else:
+            src_level = self._native - 1
+            factor = round(self.level_downsamples[level] / self.level_downsamples[src_level])
+        ds_src = self.level_downsamples[src_level]
+        # region in source-level pixels
+        sx0 = math.floor(loc[0] / ds_src)
+        sy0 = math.floor(loc[1] / ds_src)
+        sw, sh = self.level_dimensions[src_level]
+        rx0, ry0 = max(sx0, 0), max(sy0, 0)
+        rx1, ry1 = min(sx0 + w * factor, sw), min(sy0 + h * factor, sh)
+        if rx1 <= rx0 or ry1 <= ry0:
+            return out
+        try:
+            src = self._read_native(src_level, ry0, ry1, rx0, rx1)
+        except SlideError:
+            raise
+        except Exception as exc:  # decoder errors come in many types
+            raise SlideError(self.path, f"pixel data could not be decoded ({exc})") from exc
+        if factor > 1:
+            # align blocks to the source grid origin of this region
+            off_x, off_y = rx0 - sx0, ry0 - sy0
+            padded = np.full((ry1 - sy0, rx1 - sx0, 3), 255, np.uint8)
+            padded[off_y:, off_x:] = src
+            src = block_mean(padded, factor)
+            out[: src.shape[0], : src.shape[1]] = src[:h, :w]
+        else:
+            out[ry0 - sy0 : ry1 - sy0, rx0 - sx0 : rx1 - sx0] = src
+        return out
+
+    path: Path
+
+
+class TiffBackend(_BuiltPyramid):
+    name = "tifffile"
+
+    def __init__(self, path: Path) -> None:
+        import tifffile
+        import zarr
+
+        self.path = path
+        self._tif = tifffile.TiffFile(str(path))
+        series = self._tif.series[0]
+        axes = series.axes
+        if axes not in ("YX", "YXS"):
+            raise SlideError(path, f"unsupported TIFF layout (axes {axes!r}); expected RGB or grey")
+        if series.dtype != np.uint8:
+            raise SlideError(path, f"unsupported pixel type {series.dtype}; expected 8-bit")
+        self.format = "ome-tiff" if self._tif.is_ome else "tiff"
+        self._lock = threading.Lock()
+        self._arrays = [zarr.open(series.aszarr(level=i), mode="r") for i in range(len(series.levels))]
+        dims = [(int(a.shape[1]), int(a.shape[0])) for a in self._arrays]
+        tiles = []
+        for lvl in series.levels:
+            page = lvl.keyframe
+            if page.is_tiled:
+                tiles.append((int(page.tilewidth), int(page.tilelength)))
+            else:
+                tiles.append((min(_DEFAULT_CHUNK, int(page.imagewidth)), _DEFAULT_CHUNK))
+        self._init_levels(dims, tiles)
+        page0 = series.levels[0].keyframe
+        self.properties = {"tiff.ImageDescription": str(page0.description or "")}
+        self.mpp_xy = _tiff_mpp(page0)
+
+    def _read_native(self, level: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        with self._lock:  # one file handle: tifffile seeks are not thread-safe
+            arr = np.asarray(self._arrays[level][y0:y1, x0:x1])
+        return to_rgb(arr)
+
+    def close(self) -> None:
+        self._tif.close()
+
+
+def _tiff_mpp(page: Any) -> tuple[float, float] | None:
+    tags = page.tags
+    if "XResolution" not in tags or "YResolution" not in tags:
+        return None
+    unit = int(tags["ResolutionUnit"].value) if "ResolutionUnit" in tags else 2
+    um_per_unit = {2: 25400.0, 3: 10000.0}.get(unit)
+    if um_per_unit is None:
+        return None
+    xr, yr = tags["XResolution"].value, tags["YResolution"].value
+    xres, yres = xr[0] / xr[1] if xr[1] else 0, yr[0] / yr[1] if yr[1] else 0
+    if xres <= 0 or yres <= 0:
+        return None
+    return um_per_unit / xres, um_per_unit / yres
+
+
+class PilBackend(_BuiltPyramid):
+    name = "pillow"
+
+    def __init__(self, path: Path) -> None:
+        from PIL import Image
+
+        self.path = path
+        with Image.open(path) as img:
+            self.format = (img.format or "image").lower()
+            size = img.size
+            dpi = img.info.get("dpi")
+        self._image: np.ndarray | None = None
+        self._lock = threading.Lock()
+        self._init_levels([size], [(_DEFAULT_CHUNK, _DEFAULT_CHUNK)])
+        self.properties = {}
+        if dpi and dpi[0] and dpi[1]:
+            self.mpp_xy = (25400.0 / float(dpi[0]), 25400.0 / float(dpi[1]))
+
+    def _pixels(self) -> np.ndarray:
+        # PNG and JPEG cannot be read in parts: decode once, on first use.
+        with self._lock:
+            if self._image is None:
+                from PIL import Image
+
+                with Image.open(self.path) as img:
+                    mode = "RGBA" if ("A" in img.mode or "transparency" in img.info) else "RGB"
+                    self._image = to_rgb(np.asarray(img.convert(mode)))
+            return self._image
+
+    def _read_native(self, level: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        return self._pixels()[y0:y1, x0:x1]
+
+
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+_IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"BM", b"GIF8")
+
+
+def open_backend(path: Path) -> Backend:
+    """Open the right backend for ``path``, or raise :class:`SlideError` saying why not."""
+    if not path.exists():
+        raise SlideError(path, "no such file")
+    if path.is_dir():
+        raise SlideError(path, "it is a directory; give the slide file itself")
+    size = path.stat().st_size
+    if size == 0:
+        raise SlideError(path, "the file is empty (0 bytes)")
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    is_tiff = head[:4] in _TIFF_MAGIC
+    if is_tiff:
+        _check_tiff_complete(path, size)
+
+    import openslide
+
+    reasons = []
+    backend: Backend | None = None
+    fmt = openslide.OpenSlide.detect_format(str(path))
+    if fmt is not None:
+        try:
+            backend = OpenSlideBackend(path)
+        except openslide.OpenSlideError as exc:
+            reasons.append(f"OpenSlide ({fmt}): {exc}")
+    if backend is None and is_tiff:
+        try:
+            backend = TiffBackend(path)
+        except SlideError:
+            raise
+        except Exception as exc:
+            reasons.append(f"tifffile: {exc}")
+    if backend is None and head.startswith(_IMAGE_MAGIC):
+        try:
+            backend = PilBackend(path)
+        except Exception as exc:
+            reasons.append(f"Pillow: {exc}")
+    if backend is None:
+        detail = "; ".join(reasons) if reasons else "the content is not a known slide or image"
+        raise SlideError(
+            path,
+            f"not a slide or image format napari-gbm can read ({detail}). Supported: "
+            "SVS, NDPI, tiled/pyramidal TIFF, MRXS, SCN, BIF, VMS, plain TIFF, PNG, JPEG",
+        )
+    _check_decodes(backend, path)
+    return backend
+
+
+def _check_tiff_complete(path: Path, size: int) -> None:
+    """Refuse a TIFF whose tiles or strips point past the end of the file (a copy or a
+    download cut short): decoding them later would fail half-way through an analysis."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(str(path)) as tif:
+            pages = list(tif.pages)
+            for page in pages:
+                offsets = np.asarray(page.dataoffsets, dtype=np.int64)
+                counts = np.asarray(page.databytecounts, dtype=np.int64)
+                if offsets.size and int((offsets + counts).max()) > size:
+                    missing = int(((offsets + counts) > size).sum())
+                    raise SlideError(
+                        path,
+                        f"the file is truncated: {missing} of {offsets.size} image blocks of "
+                        f"page {page.index} lie beyond its end ({size} bytes); copy it again",
+                    )
+    except SlideError:
+        raise
+    except Exception as exc:
+        raise SlideError(path, f"the TIFF structure is damaged ({exc})") from exc
+
+
+def _check_decodes(backend: Backend, path: Path) -> None:
+    """Decode one pixel of the coarsest native level, so an unsupported compression is
+    reported when the slide is opened rather than in the middle of an analysis."""
+    native = getattr(backend, "_native", len(backend.level_dimensions))
+    level = native - 1
+    try:
+        backend.read_region((0, 0), level, (1, 1))
+    except SlideError:
+        backend.close()
+        raise
+    except Exception as exc:
+        backend.close()
+        raise SlideError(path, f"pixel data could not be decoded ({exc})") from exc

@@ -1,0 +1,207 @@
+"""The ``napari-gbm`` command line: the same pipeline as the plugin, without a display.
+
+Commands::
+
+    napari-gbm info SLIDE [--mpp M] [--json]
+    napari-gbm tile SLIDE --out DIR [--mpp M] [--target-mpp 0.5] [--tile-size 1024] ...
+    napari-gbm make-sample --out PATH [--stain he|hdab] [--size PX] [--seed N]
+
+Errors about the input (a missing or unreadable slide, no pixel size where one is needed,
+no tissue) print one line naming the file and what to do, and exit with status 2; nothing
+is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from napari_gbm import __version__
+
+__all__ = ["main"]
+
+
+class UsageError(Exception):
+    """An input problem to report in one line (exit status 2)."""
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="napari-gbm",
+        description="Glioblastoma tissue biomarkers from whole-slide images.",
+    )
+    parser.add_argument("--version", action="version", version=f"napari-gbm {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("info", help="describe a slide: format, levels, pixel size, tissue")
+    p.add_argument("slide", type=Path)
+    p.add_argument("--mpp", type=_positive_float, help="pixel size of level 0 in µm/px (overrides metadata)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--no-tissue", action="store_true", help="skip tissue detection")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("tile", help="detect tissue and tile it; writes tiles.parquet and overview.png")
+    p.add_argument("slide", type=Path)
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    _add_tiling_args(p)
+    p.set_defaults(func=cmd_tile)
+
+    p = sub.add_parser("make-sample", help="write a synthetic GBM slide with ground truth")
+    p.add_argument("--out", type=Path, required=True, help="output .tif path")
+    p.add_argument("--stain", choices=("he", "hdab"), default="he", help="H&E or Ki-67 (H-DAB)")
+    p.add_argument("--size", type=int, default=8192, help="width and height in pixels (default 8192)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mpp", type=_positive_float, default=0.5, help="pixel size in µm/px (default 0.5)")
+    p.set_defaults(func=cmd_make_sample)
+    return parser
+
+
+def _add_tiling_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mpp", type=_positive_float, help="pixel size of level 0 in µm/px (overrides metadata)")
+    p.add_argument("--target-mpp", type=_positive_float, default=0.5, help="tile resolution, µm/px (0.5)")
+    p.add_argument("--tile-size", type=int, default=1024, help="tile core size in pixels at target-mpp (1024)")
+    p.add_argument("--overlap", type=int, default=64, help="halo on each side, pixels at target-mpp (64)")
+    p.add_argument(
+        "--min-tissue", type=float, default=0.0,
+        help="keep tiles whose tissue fraction is above this (0: any tissue)",
+    )
+    p.add_argument(
+        "--tissue-resolution", type=_positive_float, default=8.0,
+        help="resolution of tissue detection, µm/px (8)",
+    )
+
+
+def _open(path: Path, mpp: float | None) -> Any:
+    from napari_gbm.slide import Slide
+
+    return Slide(path, mpp=mpp)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import warnings
+
+    slide = _open(args.slide, args.mpp)
+    info = slide.info()
+    if not args.no_tissue:
+        from napari_gbm.tissue import detect_tissue
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tissue = detect_tissue(slide)
+        info["tissue"] = tissue.summary()
+    if args.json:
+        print(json.dumps(info, indent=2, ensure_ascii=False))
+        return 0
+    lines = [
+        f"File:        {slide.path}",
+        f"Format:      {slide.format} (read with {slide.backend_name})",
+        f"Dimensions:  {slide.dimensions[0]} x {slide.dimensions[1]} px",
+        "Levels:      "
+        + ", ".join(f"{w}x{h} (/{ds:.4g})" for (w, h), ds in zip(slide.level_dimensions, slide.level_downsamples, strict=True)),
+        f"Pixel size:  {slide.mpp_message}",
+        "Objective:   " + (f"{slide.objective_power:g}x" if slide.objective_power else "unknown"),
+        "Associated:  " + (", ".join(slide.associated_image_names) or "none"),
+    ]
+    if "tissue" in info:
+        t = info["tissue"]
+        note = " (area assumes 0.5 µm/px)" if t["mpp_assumed"] else ""
+        lines.append(
+            f"Tissue:      {100 * t['tissue_fraction']:.2f} % of the slide, "
+            f"{t['tissue_area_mm2']:.3f} mm²{note}"
+        )
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_tile(args: argparse.Namespace) -> int:
+    from napari_gbm.io import write_json, write_parquet, write_png
+    from napari_gbm.overview import render_overview
+    from napari_gbm.pipeline import NoTissueError, tile_slide
+    from napari_gbm.tiling import TilingParams
+    from napari_gbm.tissue import TissueParams
+
+    t_start = time.perf_counter()
+    params = TilingParams(
+        target_mpp=args.target_mpp,
+        tile_size_px=args.tile_size,
+        overlap_px=args.overlap,
+        min_tissue_fraction=args.min_tissue,
+    )
+    slide = _open(args.slide, args.mpp)
+    try:
+        tissue, grid = tile_slide(slide, TissueParams(resolution_um=args.tissue_resolution), params)
+    except NoTissueError as exc:
+        raise UsageError(f"{exc}. Nothing was written.") from exc
+    overview = render_overview(slide, tissue, grid)
+    meta = {
+        "software": {"napari_gbm": __version__},
+        "slide": slide.info(),
+        "tissue": tissue.summary(),
+        "tiling": grid.metadata(),
+    }
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    write_parquet(grid.tiles, out / "tiles.parquet", metadata=meta)
+    write_png((tissue.mask * 255).astype("uint8"), out / "tissue_mask.png")
+    write_png(overview, out / "overview.png")
+    meta["elapsed_s"] = round(time.perf_counter() - t_start, 3)
+    write_json(meta, out / "tiling.json")
+    n_sel = len(grid.selected)
+    print(
+        f"{slide.path.name}: tissue {100 * tissue.tissue_fraction:.1f} % "
+        f"({tissue.tissue_area_mm2:.2f} mm²), {n_sel} of {len(grid.tiles)} tiles selected "
+        f"at {grid.effective_mpp:.3g} µm/px -> {out}"
+    )
+    return 0
+
+
+def cmd_make_sample(args: argparse.Namespace) -> int:
+    from napari_gbm.synthetic import make_synthetic_slide
+
+    if args.size < 512:
+        raise UsageError(f"--size must be at least 512 pixels, got {args.size}")
+
+    def progress(frac: float) -> None:
+        print(f"\rwriting {args.out.name}: {100 * frac:5.1f} %", end="", file=sys.stderr, flush=True)
+
+    info = make_synthetic_slide(
+        args.out, size_px=(args.size, args.size), stain=args.stain, seed=args.seed,
+        mpp=args.mpp, progress=progress,
+    )
+    print(file=sys.stderr)
+    print(f"wrote {info}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from napari_gbm.slide import SlideError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (SlideError, UsageError, ValueError, FileNotFoundError) as exc:
+        print(f"napari-gbm {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"napari-gbm {args.command}: interrupted; no partial output was left", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

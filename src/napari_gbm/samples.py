@@ -1,0 +1,45 @@
+"""Sample slides: the real CMU-1 small region shipped with the package, and synthetic
+glioblastoma slides generated on first use into a cache folder.
+
+The cache folder is ``$NAPARI_GBM_CACHE`` if set, else ``~/.cache/napari-gbm``. A
+synthetic slide is written atomically, so an interrupted generation is simply redone.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib.resources import files
+from pathlib import Path
+
+__all__ = ["SYNTHETIC_SAMPLE_SIZE", "cache_dir", "cmu1_path", "synthetic_sample_path"]
+
+#: Size of the synthetic sample slides (level-0 pixels per side at 0.5 µm/px: 2 mm).
+SYNTHETIC_SAMPLE_SIZE = 4096
+
+
+def cmu1_path() -> Path:
+    """Path of ``cmu-1-small-region.svs`` (real Aperio H&E, CC0; see sample_data/SOURCES.md)."""
+    path = Path(str(files("napari_gbm") / "sample_data" / "cmu-1-small-region.svs"))
+    if not path.exists():
+        raise FileNotFoundError(
+            f"the bundled sample slide is missing ({path}); reinstall napari-gbm"
+        )
+    return path
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("NAPARI_GBM_CACHE")
+    path = Path(root) if root else Path.home() / ".cache" / "napari-gbm"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def synthetic_sample_path(stain: str = "he", *, size: int = SYNTHETIC_SAMPLE_SIZE, seed: int = 0) -> Path:
+    """A synthetic GBM slide (``he`` or ``hdab``), generated once and cached."""
+    from napari_gbm import __version__
+    from napari_gbm.synthetic import make_synthetic_slide
+
+    path = cache_dir() / f"synthetic-gbm-{stain}-{size}-seed{seed}-v{__version__}.tif"
+    if not path.exists():
+        make_synthetic_slide(path, size_px=(size, size), stain=stain, seed=seed)
+    return path

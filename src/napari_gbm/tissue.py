@@ -1,0 +1,223 @@
+"""Tissue detection at low resolution, with every parameter in µm.
+
+The slide is read once at about ``resolution_um`` µm/px from the coarsest pyramid level
+that is fine enough (never level 0 of a pyramid), then:
+
+1. optical density (OD) per channel, ``-log10(I / 255)``; tissue absorbs light in at least
+   one channel (eosin, hematoxylin or DAB), glass does not;
+2. a threshold on the OD sum: Otsu's, kept inside ``od_bounds`` so that a slide that is
+   nearly all tissue, or nearly all glass, still gets a sensible cut;
+3. black borders, scanner shadows and dark pen-free edges are excluded: pixels dark in
+   every channel with little colour (``max(RGB) < dark_max``, saturation < 0.25);
+4. a Gaussian smoothing of ``smooth_um`` before thresholding, holes smaller than
+   ``min_hole_um2`` filled, objects smaller than ``min_object_um2`` dropped as debris.
+
+The result, :class:`TissueMask`, knows its own scale, so tile fractions and areas come out
+in level-0 pixels and µm² without the caller tracking levels.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from napari_gbm.slide import Slide
+
+__all__ = ["DEFAULT_ASSUMED_MPP", "TissueMask", "TissueParams", "detect_tissue", "tissue_mask_from_rgb"]
+
+#: Pixel size assumed (with a warning) when a slide does not record one: 20x scans.
+DEFAULT_ASSUMED_MPP = 0.5
+
+
+@dataclass(frozen=True)
+class TissueParams:
+    """Parameters of tissue detection (lengths in µm, areas in µm²)."""
+
+    resolution_um: float = 8.0
+    smooth_um: float = 2.0
+    od_bounds: tuple[float, float] = (0.06, 0.25)
+    dark_max: int = 60
+    min_object_um2: float = 2500.0
+    min_hole_um2: float = 2500.0
+
+    def __post_init__(self) -> None:
+        if not self.resolution_um > 0:
+            raise ValueError(f"resolution_um must be positive, got {self.resolution_um}")
+        lo, hi = self.od_bounds
+        if not 0 <= lo <= hi:
+            raise ValueError(f"od_bounds must satisfy 0 <= low <= high, got {self.od_bounds}")
+        if self.smooth_um < 0 or self.min_object_um2 < 0 or self.min_hole_um2 < 0:
+            raise ValueError("smooth_um, min_object_um2 and min_hole_um2 must be >= 0")
+
+
+@dataclass(frozen=True)
+class TissueMask:
+    """A boolean tissue mask with its scale.
+
+    ``mask[r, c]`` covers level-0 pixels ``[c * downsample, (c + 1) * downsample)`` in x
+    and likewise in y.
+    """
+
+    mask: np.ndarray
+    downsample: float
+    mpp: float
+    mpp_assumed: bool
+    threshold_od: float
+    slide_dimensions: tuple[int, int]
+    params: TissueParams = field(default_factory=TissueParams)
+
+    @property
+    def mask_mpp(self) -> float:
+        """µm per mask pixel."""
+        return self.mpp * self.downsample
+
+    @property
+    def tissue_fraction(self) -> float:
+        """Fraction of the slide area that is tissue."""
+        return float(self.mask.mean()) if self.mask.size else 0.0
+
+    @property
+    def tissue_area_um2(self) -> float:
+        return float(self.mask.sum()) * self.mask_mpp**2
+
+    @property
+    def tissue_area_mm2(self) -> float:
+        return self.tissue_area_um2 / 1e6
+
+    def fraction_in_boxes(self, boxes_l0: np.ndarray) -> np.ndarray:
+        """Tissue fraction inside level-0 boxes ``(x0, y0, x1, y1)`` (rows of an (n, 4)
+        array), by area, with partial mask pixels weighted by their overlap; area outside
+        the slide counts as non-tissue."""
+        boxes = np.asarray(boxes_l0, dtype=np.float64).reshape(-1, 4)
+        if boxes.shape[0] == 0:
+            return np.zeros(0)
+        # Integral image of the mask, sampled at fractional positions by bilinear
+        # interpolation of the cumulative sum: exact for axis-aligned boxes.
+        m = self.mask.astype(np.float64)
+        integral = np.zeros((m.shape[0] + 1, m.shape[1] + 1))
+        integral[1:, 1:] = m.cumsum(0).cumsum(1)
+        b = boxes / self.downsample
+
+        def at(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+            y = np.clip(y, 0, m.shape[0])
+            x = np.clip(x, 0, m.shape[1])
+            coords = np.vstack([y, x])
+            return ndi.map_coordinates(integral, coords, order=1, mode="nearest")
+
+        total = at(b[:, 3], b[:, 2]) - at(b[:, 1], b[:, 2]) - at(b[:, 3], b[:, 0]) + at(b[:, 1], b[:, 0])
+        area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            frac = np.where(area > 0, total / area, 0.0)
+        return np.clip(frac, 0.0, 1.0)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "tissue_fraction": self.tissue_fraction,
+            "tissue_area_mm2": self.tissue_area_mm2,
+            "threshold_od": self.threshold_od,
+            "mask_mpp": self.mask_mpp,
+            "mask_shape": list(self.mask.shape),
+            "mpp_assumed": self.mpp_assumed,
+            "params": {
+                "resolution_um": self.params.resolution_um,
+                "smooth_um": self.params.smooth_um,
+                "od_bounds": list(self.params.od_bounds),
+                "dark_max": self.params.dark_max,
+                "min_object_um2": self.params.min_object_um2,
+                "min_hole_um2": self.params.min_hole_um2,
+            },
+        }
+
+
+def detect_tissue(slide: Slide, params: TissueParams | None = None) -> TissueMask:
+    """Detect tissue on a slide at low resolution.
+
+    If the slide has no pixel size, :data:`DEFAULT_ASSUMED_MPP` is assumed with a warning
+    (areas and the debris size are then approximate); the mask says so
+    (``mpp_assumed``).
+    """
+    params = params or TissueParams()
+    mpp = slide.mpp
+    assumed = mpp is None
+    if mpp is None:
+        warnings.warn(
+            f"{slide.mpp_message}. Tissue detection assumes {DEFAULT_ASSUMED_MPP} µm/px.",
+            stacklevel=2,
+        )
+        mpp = DEFAULT_ASSUMED_MPP
+    w, h = slide.dimensions
+    # Small images get a finer mask (at least ~1024 px on the long side); big slides are
+    # read at ``resolution_um``.
+    resolution_um = min(params.resolution_um, max(w, h) * mpp / 1024)
+    downsample = max(1.0, resolution_um / mpp)
+    ow, oh = max(1, math.ceil(w / downsample)), max(1, math.ceil(h / downsample))
+    # The box is the mask's footprint, a hair past the slide edge; outside reads white.
+    rgb = slide.read_downsampled((0, 0, ow * downsample, oh * downsample), (ow, oh))
+    # Without a known scale, debris is judged against the image too: no object larger than
+    # 0.05 % of the image is dropped (a lone fragment on a low-magnification image stays).
+    relative_cap = 0.0005 * ow * oh if assumed else None
+    mask, threshold = tissue_mask_from_rgb(
+        rgb, mpp * downsample, params, max_min_object_px=relative_cap
+    )
+    return TissueMask(mask, downsample, mpp, assumed, threshold, (w, h), params)
+
+
+def tissue_mask_from_rgb(
+    rgb: np.ndarray,
+    pixel_um: float,
+    params: TissueParams | None = None,
+    *,
+    max_min_object_px: float | None = None,
+) -> tuple[np.ndarray, float]:
+    """Tissue mask of a low-resolution RGB image whose pixels are ``pixel_um`` µm wide.
+
+    ``max_min_object_px`` caps the debris size in pixels (used when the scale is only
+    assumed). Returns the boolean mask and the OD-sum threshold used.
+    """
+    params = params or TissueParams()
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"expected an (h, w, 3) RGB image, got shape {rgb.shape}")
+    img = rgb.astype(np.float32)
+    od = -np.log10(np.clip(img, 1.0, 255.0) / 255.0)
+    od_sum = od.sum(axis=2)
+    mx, mn = img.max(axis=2), img.min(axis=2)
+    saturation = (mx - mn) / np.maximum(mx, 1.0)
+    dark = (mx < params.dark_max) & (saturation < 0.25)
+    sigma = params.smooth_um / pixel_um
+    smooth = ndi.gaussian_filter(od_sum, sigma) if sigma > 0.3 else od_sum
+    dark = ndi.binary_dilation(dark, iterations=max(1, round(sigma))) if dark.any() else dark
+
+    threshold = _otsu(smooth[~dark]) if (~dark).any() else params.od_bounds[1]
+    threshold = float(np.clip(threshold, *params.od_bounds))
+    mask = (smooth > threshold) & ~dark
+
+    px_area = pixel_um**2
+    if params.min_hole_um2 > 0:
+        holes = ndi.binary_fill_holes(mask) & ~mask
+        lab, n = ndi.label(holes)
+        if n:
+            sizes = np.bincount(lab.ravel())[1:] * px_area
+            mask = mask | np.isin(lab, 1 + np.flatnonzero(sizes < params.min_hole_um2))
+    if params.min_object_um2 > 0:
+        lab, n = ndi.label(mask)
+        if n:
+            sizes_px = np.bincount(lab.ravel())[1:]
+            min_px = params.min_object_um2 / px_area
+            if max_min_object_px is not None:
+                min_px = min(min_px, max_min_object_px)
+            mask = np.isin(lab, 1 + np.flatnonzero(sizes_px >= min_px))
+    return mask, threshold
+
+
+def _otsu(values: np.ndarray, bins: int = 256) -> float:
+    values = values[np.isfinite(values)]
+    if values.size == 0 or values.min() == values.max():
+        return float(values.max()) if values.size else 0.0
+    from skimage.filters import threshold_otsu
+
+    return float(threshold_otsu(values, nbins=bins))
