@@ -343,9 +343,20 @@ def _check_tiff_complete(path: Path, size: int) -> None:
     download cut short): decoding them later would fail half-way through an analysis."""
     import tifffile
 
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    order = "<" if head[:2] == b"II" else ">"
+    bigtiff = head[2:4] in (b"+\x00", b"\x00+")
+    first_ifd = int(np.frombuffer(head[8:16] if bigtiff else head[4:8], order + ("u8" if bigtiff else "u4"))[0])
+    if first_ifd >= size:
+        raise SlideError(
+            path, f"the file is truncated: its first directory lies beyond its end ({size} bytes); copy it again"
+        )
     try:
         with tifffile.TiffFile(str(path)) as tif:
             pages = list(tif.pages)
+            if not pages:
+                raise SlideError(path, "the TIFF has no readable image directory (truncated or damaged)")
             for page in pages:
                 offsets = np.asarray(page.dataoffsets, dtype=np.int64)
                 counts = np.asarray(page.databytecounts, dtype=np.int64)

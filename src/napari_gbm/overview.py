@@ -25,7 +25,7 @@ def render_overview(
     *,
     max_size: int = 1600,
 ) -> np.ndarray:
-    """RGB overview: thumbnail, tissue tinted with a green outline, selected tile cores
+    """RGB overview: thumbnail, tissue outlined in green, selected tile cores
     as blue rectangles, and a caption line with the key numbers."""
     from PIL import Image, ImageDraw, ImageFont
 
@@ -39,8 +39,8 @@ def render_overview(
         ys = np.minimum(((np.arange(th) + 0.5) / f / tissue.downsample).astype(int), tissue.mask.shape[0] - 1)
         xs = np.minimum(((np.arange(tw) + 0.5) / f / tissue.downsample).astype(int), tissue.mask.shape[1] - 1)
         m = tissue.mask[np.ix_(ys, xs)]
-        img[m] = 0.82 * img[m] + 0.18 * np.array(TISSUE_RGB, np.float32)
-        edge = m & ~ndi.binary_erosion(m, iterations=max(1, round(max(tw, th) / 800)))
+        # outline only: a tint would change the stain colours a pathologist reads
+        edge = m & ~ndi.binary_erosion(m, iterations=max(2, round(max(tw, th) / 600)))
         img[edge] = TISSUE_RGB
 
     pil = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))

@@ -231,19 +231,18 @@ class Slide:
                 cy0 = y0 + oy * bh / oh
                 cx1 = x0 + (ox + ow_c) * bw / ow
                 cy1 = y0 + (oy + oh_c) * bh / oh
-                lx0, ly0 = math.floor(cx0), math.floor(cy0)
-                lw = max(1, math.ceil((cx1 - lx0) / ds))
-                lh = max(1, math.ceil((cy1 - ly0) / ds))
-                region = self.read_region((lx0, ly0), level, (lw, lh))
-                # sub-pixel box of the chunk inside the region just read, in level px
-                fx0, fy0 = (cx0 - lx0) / ds, (cy0 - ly0) / ds
-                fx1, fy1 = (cx1 - lx0) / ds, (cy1 - ly0) / ds
-                if (lw, lh) == (ow_c, oh_c) and fx0 == 0 and fy0 == 0:
-                    out[oy : oy + oh_c, ox : ox + ow_c] = region
+                # level pixels covering the chunk, plus a one-pixel margin so the
+                # resampling filter sees the same neighbours on either side of a seam
+                lx0 = math.floor(cx0 / ds) - 1
+                ly0 = math.floor(cy0 / ds) - 1
+                lw = math.ceil(cx1 / ds) + 1 - lx0
+                lh = math.ceil(cy1 / ds) + 1 - ly0
+                region = self.read_region((round(lx0 * ds), round(ly0 * ds)), level, (lw, lh))
+                box = (cx0 / ds - lx0, cy0 / ds - ly0, cx1 / ds - lx0, cy1 / ds - ly0)
+                if (ow_c, oh_c) == (lw - 2, lh - 2) and box[:2] == (1.0, 1.0):
+                    out[oy : oy + oh_c, ox : ox + ow_c] = region[1:-1, 1:-1]
                     continue
-                img = Image.fromarray(region).resize(
-                    (ow_c, oh_c), Image.Resampling.BOX, box=(fx0, fy0, fx1, fy1)
-                )
+                img = Image.fromarray(region).resize((ow_c, oh_c), Image.Resampling.BOX, box=box)
                 out[oy : oy + oh_c, ox : ox + ow_c] = np.asarray(img)
         return out
 
@@ -328,9 +327,11 @@ class _LevelArray:
         y0, y1, _ = ys.indices(self.shape[0])
         x0, x1, _ = xs.indices(self.shape[1])
         ds = self.slide.level_downsamples[self.level]
-        region = self.slide.read_region(
-            (round(x0 * ds), round(y0 * ds)), self.level, (x1 - x0, y1 - y0)
-        )
+        # Nearest level-0 location. With a non-integer downsample (Aperio's 2.0005...)
+        # OpenSlide places the region at the fractional level position and interpolates,
+        # so rounding keeps chunks within a quarter pixel of their true place.
+        loc = (round(x0 * ds), round(y0 * ds))
+        region = self.slide.read_region(loc, self.level, (x1 - x0, y1 - y0))
         return region[(slice(None), slice(None), *key[2:])] if len(key) > 2 else region
 
 

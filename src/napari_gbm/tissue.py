@@ -3,14 +3,19 @@
 The slide is read once at about ``resolution_um`` µm/px from the coarsest pyramid level
 that is fine enough (never level 0 of a pyramid), then:
 
-1. optical density (OD) per channel, ``-log10(I / 255)``; tissue absorbs light in at least
-   one channel (eosin, hematoxylin or DAB), glass does not;
-2. a threshold on the OD sum: Otsu's, kept inside ``od_bounds`` so that a slide that is
-   nearly all tissue, or nearly all glass, still gets a sensible cut;
-3. black borders, scanner shadows and dark pen-free edges are excluded: pixels dark in
-   every channel with little colour (``max(RGB) < dark_max``, saturation < 0.25);
-4. a Gaussian smoothing of ``smooth_um`` before thresholding, holes smaller than
-   ``min_hole_um2`` filled, objects smaller than ``min_object_um2`` dropped as debris.
+1. a Gaussian smoothing of ``smooth_um``, then the optical density (OD) summed over the
+   channels, ``sum -log10(I / 255)``: tissue absorbs light (eosin, hematoxylin, DAB),
+   glass hardly does;
+2. the glass level is the mode of the OD histogram below 0.2 (slides differ: white,
+   grey or tinted backgrounds); tissue is ``glass_margin_od`` above it (the cut is kept
+   inside ``od_bounds``);
+3. faint pixels must also be coloured (saturation above ``min_saturation``): a grey scan
+   area or a shadow is not tissue, pale eosin or hematoxylin is; pixels above
+   ``strong_od`` count whatever their colour;
+4. black borders and scanner shadows are excluded: pixels dark in every channel with
+   little colour (``max(RGB) < dark_max``, saturation < 0.25);
+5. holes smaller than ``min_hole_um2`` are filled, objects smaller than
+   ``min_object_um2`` dropped as debris.
 
 The result, :class:`TissueMask`, knows its own scale, so tile fractions and areas come out
 in level-0 pixels and µm² without the caller tracking levels.
@@ -40,7 +45,10 @@ class TissueParams:
 
     resolution_um: float = 8.0
     smooth_um: float = 2.0
-    od_bounds: tuple[float, float] = (0.06, 0.25)
+    od_bounds: tuple[float, float] = (0.04, 0.2)
+    glass_margin_od: float = 0.05
+    min_saturation: float = 0.04
+    strong_od: float = 0.3
     dark_max: int = 60
     min_object_um2: float = 2500.0
     min_hole_um2: float = 2500.0
@@ -127,6 +135,9 @@ class TissueMask:
                 "resolution_um": self.params.resolution_um,
                 "smooth_um": self.params.smooth_um,
                 "od_bounds": list(self.params.od_bounds),
+                "glass_margin_od": self.params.glass_margin_od,
+                "min_saturation": self.params.min_saturation,
+                "strong_od": self.params.strong_od,
                 "dark_max": self.params.dark_max,
                 "min_object_um2": self.params.min_object_um2,
                 "min_hole_um2": self.params.min_hole_um2,
@@ -182,19 +193,22 @@ def tissue_mask_from_rgb(
     params = params or TissueParams()
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"expected an (h, w, 3) RGB image, got shape {rgb.shape}")
-    img = rgb.astype(np.float32)
-    od = -np.log10(np.clip(img, 1.0, 255.0) / 255.0)
-    od_sum = od.sum(axis=2)
-    mx, mn = img.max(axis=2), img.min(axis=2)
-    saturation = (mx - mn) / np.maximum(mx, 1.0)
-    dark = (mx < params.dark_max) & (saturation < 0.25)
     sigma = params.smooth_um / pixel_um
-    smooth = ndi.gaussian_filter(od_sum, sigma) if sigma > 0.3 else od_sum
-    dark = ndi.binary_dilation(dark, iterations=max(1, round(sigma))) if dark.any() else dark
+    img = rgb.astype(np.float32)
+    mx, mn = img.max(axis=2), img.min(axis=2)
+    dark = (mx < params.dark_max) & ((mx - mn) / np.maximum(mx, 1.0) < 0.25)
+    if sigma > 0.3:
+        img = ndi.gaussian_filter(img, (sigma, sigma, 0))
+        mx, mn = img.max(axis=2), img.min(axis=2)
+    od_sum = -np.log10(np.clip(img, 1.0, 255.0) / 255.0).sum(axis=2)
+    saturation = (mx - mn) / np.maximum(mx, 1.0)
+    if dark.any():  # the smoothed rim of a black border is not tissue either
+        dark = ndi.binary_dilation(dark, iterations=max(1, math.ceil(2 * sigma)))
 
-    threshold = _otsu(smooth[~dark]) if (~dark).any() else params.od_bounds[1]
+    threshold = _glass_level(od_sum[~dark]) + params.glass_margin_od
     threshold = float(np.clip(threshold, *params.od_bounds))
-    mask = (smooth > threshold) & ~dark
+    coloured = saturation > params.min_saturation
+    mask = (od_sum > threshold) & (coloured | (od_sum > params.strong_od)) & ~dark
 
     px_area = pixel_um**2
     if params.min_hole_um2 > 0:
@@ -214,10 +228,11 @@ def tissue_mask_from_rgb(
     return mask, threshold
 
 
-def _otsu(values: np.ndarray, bins: int = 256) -> float:
-    values = values[np.isfinite(values)]
-    if values.size == 0 or values.min() == values.max():
-        return float(values.max()) if values.size else 0.0
-    from skimage.filters import threshold_otsu
-
-    return float(threshold_otsu(values, nbins=bins))
+def _glass_level(od_sum: np.ndarray) -> float:
+    """The most common OD below 0.2: the glass (0 when no pixel is that clear)."""
+    clear = od_sum[od_sum < 0.2]
+    if clear.size < 0.01 * max(od_sum.size, 1):
+        return 0.0
+    hist, edges = np.histogram(clear, bins=80, range=(0.0, 0.2))
+    k = int(hist.argmax())
+    return float((edges[k] + edges[k + 1]) / 2)

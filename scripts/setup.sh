@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Set up napari-gbm in ./.venv from nothing.
+#   bash scripts/setup.sh          runtime (CLI, plugin, headless pipeline)
+#   bash scripts/setup.sh --dev    + test tools, Qt binding, and the Debian packages for
+#                                  Xvfb + Mesa that the napari tests render with
+# Safe to run again: installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEV=0
+[[ "${1:-}" == "--dev" ]] && DEV=1
+PYTHON="${PYTHON:-python3}"
+
+if [[ $DEV == 1 ]]; then
+  # Xvfb and the GL/X libraries Qt 6 needs to render under it (see docs/ENVIRONMENT.md).
+  PKGS=(xvfb xauth libgl1 libglx-mesa0 libgl1-mesa-dri libegl1 libfontconfig1
+        fonts-dejavu-core libglib2.0-0 libx11-xcb1 libxkbcommon-x11-0 libxcb-cursor0
+        libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0 libxcb-render-util0
+        libxcb-shape0 libxcb-xfixes0 libxcb-xkb1)
+  MISSING=()
+  for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || MISSING+=("$p")
+  done
+  if [[ ${#MISSING[@]} -gt 0 ]]; then
+    echo "setup: installing Debian packages: ${MISSING[*]}"
+    SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${MISSING[@]}" >/dev/null
+  fi
+fi
+
+[[ -x .venv/bin/python ]] || "$PYTHON" -m venv .venv
+PIP=(.venv/bin/python -m pip --disable-pip-version-check)
+"${PIP[@]}" install -q --upgrade pip
+# torch is pinned: the CPU wheel of exactly this version is what the project's machines
+# carry; an unpinned torch pulls a multi-GB CUDA build.
+"${PIP[@]}" install -q -c constraints.txt "torch==2.13.0"
+if [[ $DEV == 1 ]]; then
+  "${PIP[@]}" install -q -c constraints.txt -e ".[dev]"
+else
+  "${PIP[@]}" install -q -c constraints.txt -e ".[gui]"
+fi
+echo "setup: ready ($(.venv/bin/napari-gbm --version))"

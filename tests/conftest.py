@@ -1,0 +1,50 @@
+"""Shared fixtures: the real slides (in the repository, no ../shared needed)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "tests" / "data"
+
+CMU = ROOT / "sample_data" / "cmu-1-small-region.svs"
+TCGA = DATA / "tcga-cr-7395-01a-01-ts1.svs"
+KIDNEY = DATA / "kidney-48-5.tif"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Synthetic samples go to a per-session cache, never the user's home."""
+    cache = tmp_path_factory.getbasetemp() / "napari-gbm-cache"
+    monkeypatch.setenv("NAPARI_GBM_CACHE", str(cache))
+
+
+@pytest.fixture(scope="session")
+def cmu_path() -> Path:
+    return CMU
+
+
+@pytest.fixture(scope="session")
+def tcga_path() -> Path:
+    return TCGA
+
+
+@pytest.fixture(scope="session")
+def kidney_path() -> Path:
+    return KIDNEY
+
+
+@pytest.fixture(scope="session")
+def synthetic_he(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic H&E GBM slide with its ground truth beside it."""
+    from napari_gbm.synthetic import make_synthetic_slide
+
+    path = tmp_path_factory.mktemp("synthetic") / "gbm-he.tif"
+    make_synthetic_slide(path, size_px=(3072, 2048), stain="he", seed=7)
+    return path
+
+
+os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".pytest_cache" / "numba"))
