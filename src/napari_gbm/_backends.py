@@ -57,8 +57,8 @@ def to_rgb(arr: np.ndarray) -> np.ndarray:
 
 
 def block_mean(arr: np.ndarray, factor: int) -> np.ndarray:
-    """Downsample an (h, w, c) array by an integer factor (mean of full blocks; a partial
-    last block is averaged over the pixels it has)."""
+    """Downsample an (h, w, c) array by an integer factor: the mean of each block; a
+    partial last block is averaged over the pixels it has."""
     if factor == 1:
         return arr
     h, w = arr.shape[:2]
@@ -84,8 +84,31 @@ class Backend:
     objective_power: float | None = None
     associated_names: tuple[str, ...] = ()
 
-    def read_region(self, loc: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+    path: Path
+    _native: int  # levels stored in the file; the rest are built from the coarsest
+
+    def _add_built_levels(self) -> None:
+        """Add factor-2 levels below the coarsest stored one until the image is small, so
+        napari and tissue detection never touch level 0 of a single-level file."""
+        self._native = len(self.level_dimensions)
+        while max(self.level_dimensions[-1]) > _MIN_LEVEL_SIDE:
+            w, h = self.level_dimensions[-1]
+            self.level_dimensions.append((math.ceil(w / 2), math.ceil(h / 2)))
+            self.level_downsamples.append(self.level_downsamples[-1] * 2)
+            self.tile_sizes.append((_DEFAULT_CHUNK, _DEFAULT_CHUNK))
+
+    def _read_native_region(self, loc: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+        """RGB of a stored level; ``loc`` in level-0 px; white outside the image."""
         raise NotImplementedError
+
+    def read_region(self, loc: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+        if level < self._native:
+            return self._read_native_region(loc, level, size)
+        src = self._native - 1
+        factor = round(self.level_downsamples[level] / self.level_downsamples[src])
+        w, h = size
+        region = self._read_native_region(loc, src, (w * factor, h * factor))
+        return block_mean(region, factor)[:h, :w]
 
     def associated_image(self, name: str) -> np.ndarray:
         raise KeyError(name)
@@ -123,8 +146,9 @@ class OpenSlideBackend(Backend):
         except (KeyError, ValueError):
             self.objective_power = None
         self.associated_names = tuple(self._osr.associated_images.keys())
+        self._add_built_levels()
 
-    def read_region(self, loc: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+    def _read_native_region(self, loc: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
         import openslide
 
         try:
@@ -140,65 +164,41 @@ class OpenSlideBackend(Backend):
         self._osr.close()
 
 
-class _BuiltPyramid(Backend):
-    """A backend with native levels plus lazily built levels below the coarsest one."""
+class _ArrayBackend(Backend):
+    """Stored levels read as arrays by pixel ranges (tifffile, Pillow)."""
 
-    def _init_levels(self, native_dims: list[tuple[int, int]], tiles: list[tuple[int, int]]) -> None:
-        w0 = native_dims[0][0]
-        self._native = len(native_dims)
-        self.level_dimensions = list(native_dims)
-        self.level_downsamples = [w0 / d[0] for d in native_dims]
+    def _init_levels(self, dims: list[tuple[int, int]], tiles: list[tuple[int, int]]) -> None:
+        w0 = dims[0][0]
+        self.level_dimensions = list(dims)
+        self.level_downsamples = [w0 / d[0] for d in dims]
         self.tile_sizes = list(tiles)
-        # Add factor-2 levels until the image is small, so napari and tissue detection
-        # never have to touch level 0 of a big single-level file.
-        while max(self.level_dimensions[-1]) > _MIN_LEVEL_SIDE:
-            w, h = self.level_dimensions[-1]
-            self.level_dimensions.append((math.ceil(w / 2), math.ceil(h / 2)))
-            self.level_downsamples.append(self.level_downsamples[-1] * 2)
-            self.tile_sizes.append((_DEFAULT_CHUNK, _DEFAULT_CHUNK))
+        self._add_built_levels()
 
-    def _read_native(self, level: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-        """RGB of native level ``level`` rows y0:y1, cols x0:x1 (inside the image)."""
+    def _read_rows_cols(self, level: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """RGB of stored level ``level`` rows y0:y1, cols x0:x1 (inside the image)."""
         raise NotImplementedError
 
-    def read_region(self, loc: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+    def _read_native_region(self, loc: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
         w, h = size
         out = np.full((h, w, 3), 255, np.uint8)
-        if level < self._native:
-            src_level, factor = level, 1
-        else:
-            src_level = self._native - 1
-            factor = round(self.level_downsamples[level] / self.level_downsamples[src_level])
-        ds_src = self.level_downsamples[src_level]
-        # region in source-level pixels
-        sx0 = math.floor(loc[0] / ds_src)
-        sy0 = math.floor(loc[1] / ds_src)
-        sw, sh = self.level_dimensions[src_level]
+        ds = self.level_downsamples[level]
+        sx0, sy0 = math.floor(loc[0] / ds), math.floor(loc[1] / ds)
+        lw, lh = self.level_dimensions[level]
         rx0, ry0 = max(sx0, 0), max(sy0, 0)
-        rx1, ry1 = min(sx0 + w * factor, sw), min(sy0 + h * factor, sh)
+        rx1, ry1 = min(sx0 + w, lw), min(sy0 + h, lh)
         if rx1 <= rx0 or ry1 <= ry0:
             return out
         try:
-            src = self._read_native(src_level, ry0, ry1, rx0, rx1)
+            src = self._read_rows_cols(level, ry0, ry1, rx0, rx1)
         except SlideError:
             raise
         except Exception as exc:  # decoder errors come in many types
             raise SlideError(self.path, f"pixel data could not be decoded ({exc})") from exc
-        if factor > 1:
-            # align blocks to the source grid origin of this region
-            off_x, off_y = rx0 - sx0, ry0 - sy0
-            padded = np.full((ry1 - sy0, rx1 - sx0, 3), 255, np.uint8)
-            padded[off_y:, off_x:] = src
-            src = block_mean(padded, factor)
-            out[: src.shape[0], : src.shape[1]] = src[:h, :w]
-        else:
-            out[ry0 - sy0 : ry1 - sy0, rx0 - sx0 : rx1 - sx0] = src
+        out[ry0 - sy0 : ry1 - sy0, rx0 - sx0 : rx1 - sx0] = src
         return out
 
-    path: Path
 
-
-class TiffBackend(_BuiltPyramid):
+class TiffBackend(_ArrayBackend):
     name = "tifffile"
 
     def __init__(self, path: Path) -> None:
@@ -229,7 +229,7 @@ class TiffBackend(_BuiltPyramid):
         self.properties = {"tiff.ImageDescription": str(page0.description or "")}
         self.mpp_xy = _tiff_mpp(page0)
 
-    def _read_native(self, level: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    def _read_rows_cols(self, level: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         with self._lock:  # one file handle: tifffile seeks are not thread-safe
             arr = np.asarray(self._arrays[level][y0:y1, x0:x1])
         return to_rgb(arr)
@@ -253,7 +253,7 @@ def _tiff_mpp(page: Any) -> tuple[float, float] | None:
     return um_per_unit / xres, um_per_unit / yres
 
 
-class PilBackend(_BuiltPyramid):
+class PilBackend(_ArrayBackend):
     name = "pillow"
 
     def __init__(self, path: Path) -> None:
@@ -282,7 +282,7 @@ class PilBackend(_BuiltPyramid):
                     self._image = to_rgb(np.asarray(img.convert(mode)))
             return self._image
 
-    def _read_native(self, level: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    def _read_rows_cols(self, level: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         return self._pixels()[y0:y1, x0:x1]
 
 
@@ -376,8 +376,7 @@ def _check_tiff_complete(path: Path, size: int) -> None:
 def _check_decodes(backend: Backend, path: Path) -> None:
     """Decode one pixel of the coarsest native level, so an unsupported compression is
     reported when the slide is opened rather than in the middle of an analysis."""
-    native = getattr(backend, "_native", len(backend.level_dimensions))
-    level = native - 1
+    level = backend._native - 1
     try:
         backend.read_region((0, 0), level, (1, 1))
     except SlideError:

@@ -112,7 +112,10 @@ def cmd_info(args: argparse.Namespace) -> int:
         f"Format:      {slide.format} (read with {slide.backend_name})",
         f"Dimensions:  {slide.dimensions[0]} x {slide.dimensions[1]} px",
         "Levels:      "
-        + ", ".join(f"{w}x{h} (/{ds:.4g})" for (w, h), ds in zip(slide.level_dimensions, slide.level_downsamples, strict=True)),
+        + ", ".join(
+            f"{w}x{h} (/{ds:.4g}){'' if i < slide.stored_level_count else ' built'}"
+            for i, ((w, h), ds) in enumerate(zip(slide.level_dimensions, slide.level_downsamples, strict=True))
+        ),
         f"Pixel size:  {slide.mpp_message}",
         "Objective:   " + (f"{slide.objective_power:g}x" if slide.objective_power else "unknown"),
         "Associated:  " + (", ".join(slide.associated_image_names) or "none"),

@@ -95,6 +95,13 @@ class Slide:
         return len(self._backend.level_dimensions)
 
     @property
+    def stored_level_count(self) -> int:
+        """Levels stored in the file. Levels after these are built on the fly (2x block
+        means of the coarsest stored level), so that even a single-level file has a
+        small level for overviews and napari."""
+        return self._backend._native
+
+    @property
     def level_dimensions(self) -> tuple[tuple[int, int], ...]:
         return tuple(self._backend.level_dimensions)
 
@@ -302,6 +309,7 @@ class Slide:
             "backend": self.backend_name,
             "dimensions": list(self.dimensions),
             "level_count": self.level_count,
+            "stored_level_count": self.stored_level_count,
             "level_dimensions": [list(d) for d in self.level_dimensions],
             "level_downsamples": list(self.level_downsamples),
             "tile_sizes": [list(t) for t in self.tile_sizes],

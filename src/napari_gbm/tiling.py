@@ -148,23 +148,22 @@ def _grid(
     w0, h0 = dims
     t = params.tile_size_px
     ox, oy = params.offset_px[0] % t, params.offset_px[1] % t
-    step = t * scale  # level-0 px per core
     # Core k spans tile px [offset + k t, offset + (k + 1) t); k runs over the cores that
     # meet the slide [0, w0 / scale).
     col_min, row_min = -1 if ox else 0, -1 if oy else 0
-    col_max = math.floor((w0 / scale - ox - 1e-9) / t)
-    row_max = math.floor((h0 / scale - oy - 1e-9) / t)
+    col_max = int(_index(np.array([w0 - 1e-9]), ox, t, scale)[0])
+    row_max = int(_index(np.array([h0 - 1e-9]), oy, t, scale)[0])
     cols = np.arange(col_min, col_max + 1)
     rows = np.arange(row_min, row_max + 1)
     rr, cc = np.meshgrid(rows, cols, indexing="ij")
     rr, cc = rr.ravel(), cc.ravel()
-    cx0 = np.clip(ox * scale + cc * step, 0, w0)
-    cy0 = np.clip(oy * scale + rr * step, 0, h0)
-    cx1 = np.clip(ox * scale + (cc + 1) * step, 0, w0)
-    cy1 = np.clip(oy * scale + (rr + 1) * step, 0, h0)
+    cx0 = np.clip(_edge(cc, ox, t, scale), 0, w0)
+    cy0 = np.clip(_edge(rr, oy, t, scale), 0, h0)
+    cx1 = np.clip(_edge(cc + 1, ox, t, scale), 0, w0)
+    cy1 = np.clip(_edge(rr + 1, oy, t, scale), 0, h0)
     halo = params.overlap_px * scale
-    x0 = ox * scale + cc * step - halo
-    y0 = oy * scale + rr * step - halo
+    x0 = _edge(cc, ox, t, scale) - halo
+    y0 = _edge(rr, oy, t, scale) - halo
     size = (t + 2 * params.overlap_px) * scale
     boxes = np.stack([cx0, cy0, cx1, cy1], axis=1)
     frac = tissue.fraction_in_boxes(boxes) if tissue is not None else np.ones(len(boxes))
@@ -201,12 +200,25 @@ def owner_tile_ids(grid: TileGrid, x_px: np.ndarray, y_px: np.ndarray) -> np.nda
     y = np.asarray(y_px, dtype=np.float64)
     t = grid.params.tile_size_px
     ox, oy = grid.params.offset_px[0] % t, grid.params.offset_px[1] % t
-    col = np.floor((x / grid.scale - ox) / t).astype(np.int64) - grid.col_min
-    row = np.floor((y / grid.scale - oy) / t).astype(np.int64) - grid.row_min
+    col = _index(x, ox, t, grid.scale) - grid.col_min
+    row = _index(y, oy, t, grid.scale) - grid.row_min
     w0, h0 = grid.slide_dimensions
     inside = (x >= 0) & (y >= 0) & (x < w0) & (y < h0)
     inside &= (col >= 0) & (col < grid.n_cols) & (row >= 0) & (row < grid.n_rows)
     return np.where(inside, row * grid.n_cols + col, -1)
+
+
+def _edge(k: np.ndarray, offset: int, tile: int, scale: float) -> np.ndarray:
+    """Level-0 coordinate of core edge ``k`` (the one formula for cores and owners)."""
+    return offset * scale + k * (tile * scale)
+
+
+def _index(v: np.ndarray, offset: int, tile: int, scale: float) -> np.ndarray:
+    """Core index k with ``_edge(k) <= v < _edge(k + 1)``, exact in floating point."""
+    k = np.floor((v / scale - offset) / tile).astype(np.int64)
+    k -= v < _edge(k, offset, tile, scale)  # rounding put v one core too far
+    k += v >= _edge(k + 1, offset, tile, scale)  # or one core short
+    return k
 
 
 def read_tile(slide: Slide, grid: TileGrid, tile: Any) -> np.ndarray:

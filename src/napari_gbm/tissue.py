@@ -86,12 +86,15 @@ class TissueMask:
 
     @property
     def tissue_fraction(self) -> float:
-        """Fraction of the slide area that is tissue."""
-        return float(self.mask.mean()) if self.mask.size else 0.0
+        """Fraction of the slide area that is tissue (the last mask row and column may
+        reach past the slide edge; only the part on the slide counts)."""
+        w, h = self.slide_dimensions
+        return float(self.fraction_in_boxes(np.array([[0.0, 0.0, w, h]]))[0])
 
     @property
     def tissue_area_um2(self) -> float:
-        return float(self.mask.sum()) * self.mask_mpp**2
+        w, h = self.slide_dimensions
+        return self.tissue_fraction * w * h * self.mpp**2
 
     @property
     def tissue_area_mm2(self) -> float:

@@ -1,0 +1,78 @@
+"""The command line: info and tile on real slides, outputs checked by reading them back."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from napari_gbm.cli import main
+from napari_gbm.io import read_parquet_metadata
+from napari_gbm.tiling import TILE_COLUMNS
+
+
+def test_info_text(cmu_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", str(cmu_path)]) == 0
+    out = capsys.readouterr().out
+    assert "aperio" in out and "2220 x 2967" in out and "0.499" in out and "20x" in out
+    assert "label, macro, thumbnail" in out
+    assert "Tissue:" in out
+
+
+def test_info_json_without_mpp(tcga_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", str(tcga_path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["mpp"] is None and info["mpp_source"] is None
+    assert info["stored_level_count"] == 2
+    assert info["tissue"]["mpp_assumed"] is True
+    assert 0.5 < info["tissue"]["tissue_fraction"] < 0.75
+
+
+def test_tile_writes_consistent_outputs(cmu_path: Path, tmp_path: Path) -> None:
+    out = tmp_path / "res"
+    assert main(["tile", str(cmu_path), "--out", str(out), "--tile-size", "512", "--overlap", "32"]) == 0
+    tiles = pd.read_parquet(out / "tiles.parquet")
+    assert list(tiles.columns) == list(TILE_COLUMNS)
+    assert {c: str(t) for c, t in tiles.dtypes.items()} == TILE_COLUMNS
+    # cores cover the slide exactly
+    area = ((tiles.core_x1_px - tiles.core_x0_px) * (tiles.core_y1_px - tiles.core_y0_px)).sum()
+    assert area == pytest.approx(2220 * 2967)
+    assert ((tiles.x1_px - tiles.x0_px) == 512 + 64).all()
+    assert tiles.selected.sum() == (tiles.tissue_fraction > 0).sum() > 0
+    meta = read_parquet_metadata(out / "tiles.parquet")
+    assert meta["tiling"]["params"]["tile_size_px"] == 512
+    assert meta["slide"]["mpp"] == pytest.approx(0.499)
+    summary = json.loads((out / "tiling.json").read_text())
+    assert summary["tiling"]["n_selected"] == int(tiles.selected.sum())
+    # tissue fraction by area: the tiles' tissue adds up to the slide's tissue
+    tissue_px = ((tiles.core_x1_px - tiles.core_x0_px) * (tiles.core_y1_px - tiles.core_y0_px) * tiles.tissue_fraction).sum()
+    assert tissue_px / (2220 * 2967) == pytest.approx(summary["tissue"]["tissue_fraction"], rel=1e-6)
+    ov = np.asarray(Image.open(out / "overview.png"))
+    assert ov.ndim == 3 and ov.shape[0] > 500 and ov.std() > 20
+    # the overview draws the tile grid in blue and the tissue outline in green
+    assert ((ov[..., 0] == 30) & (ov[..., 1] == 90) & (ov[..., 2] == 230)).sum() > 100
+    assert ((ov[..., 0] == 0) & (ov[..., 1] == 170) & (ov[..., 2] == 60)).sum() > 100
+    mask = np.asarray(Image.open(out / "tissue_mask.png"))
+    assert set(np.unique(mask)) <= {0, 255}
+    assert not list(out.glob(".*.tmp")), "temporary files left behind"
+
+
+def test_tile_with_user_mpp_on_slide_without_one(tcga_path: Path, tmp_path: Path) -> None:
+    out = tmp_path / "t"
+    assert main(["tile", str(tcga_path), "--mpp", "0.25", "--out", str(out), "--tile-size", "256"]) == 0
+    meta = read_parquet_metadata(out / "tiles.parquet")
+    assert meta["slide"]["mpp_source"] == "user"
+    assert meta["tiling"]["scale"] == 2.0
+
+
+def test_console_script_installed(cmu_path: Path) -> None:
+    exe = Path(sys.executable).parent / "napari-gbm"
+    proc = subprocess.run([str(exe), "info", str(cmu_path), "--no-tissue"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "0.499" in proc.stdout
