@@ -134,10 +134,17 @@ class SlideTilesWidget(Container):
             return None
         path = layer.metadata["slide_path"]
         mpp = float(self._mpp.value) or None
-        worker = create_worker(_compute, path, mpp, tissue_params, tiling_params)
-        worker.returned.connect(lambda result: self._add_layers(layer, *result))
-        worker.errored.connect(lambda exc: _notify_error(str(exc)))
-        worker.finished.connect(self._done)
+        # errors go to a notification (passing "errored" in _connect stops the worker
+        # from re-raising them into the Qt event loop as tracebacks)
+        worker = create_worker(
+            _compute, path, mpp, tissue_params, tiling_params,
+            _connect={
+                "returned": lambda result: self._add_layers(layer, *result),
+                "errored": lambda exc: _notify_error(str(exc)),
+                "finished": self._done,
+            },
+            _start_thread=False,
+        )
         self._run_btn.enabled = False
         self._progress.visible = True
         self._worker = worker

@@ -1,0 +1,211 @@
+"""napari: the manifest, the reader, sample data and the Slide & tiles widget in a real
+viewer under Xvfb, with screenshots checked for real pixels."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.gui
+
+napari = pytest.importorskip("napari", reason="napari is a runtime dependency")
+
+
+def _settle(seconds: float = 0.3) -> None:
+    from qtpy.QtWidgets import QApplication
+
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        QApplication.processEvents()
+        time.sleep(0.02)
+
+
+def _screenshot(viewer: Any) -> np.ndarray:
+    viewer.window._qt_window.resize(1200, 900)
+    _settle()
+    viewer.reset_view()
+    _settle(0.5)
+    return np.asarray(viewer.screenshot(canvas_only=True, flash=False))
+
+
+def _assert_not_blank(img: np.ndarray) -> None:
+    rgb = img[..., :3].astype(float)
+    assert rgb.std() > 15, "screenshot is flat (blank canvas)"
+    assert (rgb.mean(axis=2) > 100).mean() > 0.05, "screenshot is (almost) all dark"
+
+
+def test_manifest_validates() -> None:
+    from npe2 import PluginManifest
+
+    pm = PluginManifest.from_distribution("napari-gbm")
+    pm.validate_imports()
+    assert {r.command for r in pm.contributions.readers} == {"napari-gbm.get_reader"}
+    assert {s.key for s in pm.contributions.sample_data} == {
+        "cmu1_small_region", "synthetic_gbm_he", "synthetic_gbm_ki67"}
+
+
+def test_reader_layer_data(cmu_path: Path) -> None:
+    import dask.array as da
+
+    from napari_gbm._napari._reader import napari_get_reader
+
+    reader = napari_get_reader(str(cmu_path))
+    assert reader is not None
+    [(data, kwargs, layer_type)] = reader(str(cmu_path))
+    assert layer_type == "image"
+    assert kwargs["multiscale"] and kwargs["rgb"]
+    assert all(isinstance(level, da.Array) for level in data)
+    assert data[0].shape == (2967, 2220, 3)
+    assert [lv.shape[0] for lv in data] == sorted((lv.shape[0] for lv in data), reverse=True)
+    assert kwargs["scale"] == (0.499, 0.499) and kwargs["units"] == ("um", "um")
+    assert kwargs["contrast_limits"] == (0, 255)
+    meta = kwargs["metadata"]["napari_gbm"]
+    assert meta["mpp"] == 0.499 and meta["format"] == "aperio" and meta["objective_power"] == 20
+    assert meta["dimensions"] == [2220, 2967] and meta["path"] == str(cmu_path)
+    assert "napari_gbm" in meta["software"]
+
+
+def test_reader_declines_what_it_cannot_read(tmp_path: Path) -> None:
+    from napari_gbm._napari._reader import napari_get_reader
+
+    (tmp_path / "x.svs").write_text("not a slide")
+    assert napari_get_reader(str(tmp_path / "x.svs")) is None
+    assert napari_get_reader(str(tmp_path / "missing.tif")) is None
+
+
+def test_open_slide_in_viewer_renders_lazily(make_napari_viewer: Any, tmp_path: Path) -> None:
+    """A 100k x 100k slide opens as a multiscale layer in µm, and rendering it reads only
+    low-resolution levels."""
+    from napari_gbm import slide as slide_mod
+    from napari_gbm._testing import write_repeated_tile_slide
+
+    path = write_repeated_tile_slide(tmp_path / "big.tif", 100_000, mpp=0.25)
+    levels_read: list[int] = []
+    orig = slide_mod._LevelArray.__getitem__
+
+    def spy(self: Any, key: Any) -> np.ndarray:
+        levels_read.append(self.level)
+        return orig(self, key)
+
+    slide_mod._LevelArray.__getitem__ = spy  # type: ignore[method-assign]
+    try:
+        viewer = make_napari_viewer(show=True)
+        [layer] = viewer.open(str(path), plugin="napari-gbm")
+        assert layer.multiscale and len(layer.data) == 5
+        np.testing.assert_allclose(layer.scale, (0.25, 0.25))
+        img = _screenshot(viewer)
+    finally:
+        slide_mod._LevelArray.__getitem__ = orig  # type: ignore[method-assign]
+    _assert_not_blank(img)
+    assert levels_read and min(levels_read) > 0, f"level 0 was read: {sorted(set(levels_read))}"
+
+
+def test_sample_cmu_in_viewer(make_napari_viewer: Any) -> None:
+    viewer = make_napari_viewer(show=True)
+    layers = viewer.open_sample("napari-gbm", "cmu1_small_region")
+    assert len(layers) == 1
+    layer = layers[0]
+    np.testing.assert_allclose(layer.scale, (0.499, 0.499))
+    assert str(layer.units[0]) in ("micrometer", "um", "µm")
+    # extent in µm: 2220 px x 0.499 µm
+    assert layer.extent.world[1][1] == pytest.approx(2220 * 0.499, rel=1e-3)
+    _assert_not_blank(_screenshot(viewer))
+
+
+def _run_widget(widget: Any, qtbot: Any) -> None:
+    worker = widget.run()
+    assert worker is not None
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        pass
+    _settle(0.2)
+
+
+def test_slide_tiles_widget_adds_aligned_layers(make_napari_viewer: Any, qtbot: Any, cmu_path: Path, tmp_path: Path) -> None:
+    from napari_gbm.widgets._slide_tiles import SlideTilesWidget
+
+    viewer = make_napari_viewer(show=True)
+    [slide_layer] = viewer.open(str(cmu_path), plugin="napari-gbm")
+    widget = SlideTilesWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    assert widget._layer.value is slide_layer
+    assert "0.499" in widget._info.value
+    widget._tile_size.value = 512
+    widget._overlap.value = 32
+    _run_widget(widget, qtbot)
+
+    names = [layer.name for layer in viewer.layers]
+    base = slide_layer.name
+    assert names == [base, f"{base} tissue", f"{base} tile tissue fraction", f"{base} tiles"]
+    tissue = viewer.layers[f"{base} tissue"]
+    tiles = viewer.layers[f"{base} tiles"]
+    frac = viewer.layers[f"{base} tile tissue fraction"]
+    assert type(tissue).__name__ == "Labels" and type(tiles).__name__ == "Shapes"
+    # everything lines up in µm: the tissue mask spans the slide; the selected tiles lie
+    # on it, on the 512 px grid (corners at pixel edges: (px - 0.5) * mpp in world µm)
+    np.testing.assert_allclose(tissue.extent.world[1], slide_layer.extent.world[1], atol=3.0)
+    lo, hi = tiles.extent.world
+    assert (lo >= -1).all() and (hi <= slide_layer.extent.world[1] + 1).all()
+    corners_px = np.concatenate([np.asarray(r) for r in tiles.data]) / 0.499 + 0.5  # (y, x) px
+    for axis, edge in ((0, 2967), (1, 2220)):
+        v = corners_px[:, axis]
+        assert (np.isclose(np.round(v / 512) * 512, v, atol=0.01) | np.isclose(v, edge, atol=0.01)).all()
+    assert tissue.metadata["napari_gbm"]["params"]["resolution_um"] == 8.0
+    assert tiles.metadata["napari_gbm"]["params"]["tile_size_px"] == 512
+    assert "napari_gbm" in tiles.metadata["napari_gbm"]["software"]
+    assert {"tile_id", "tissue_fraction", "core_x0_px"} <= set(tiles.features.columns)
+    assert (tiles.features.tissue_fraction > 0).all()
+    assert frac.data.shape == (6, 5)  # 2967 / 512 -> 6 rows, 2220 / 512 -> 5 cols
+    assert "tissue 3" in widget._info.value  # "tissue 38.x %"
+
+    img = _screenshot(viewer)
+    _assert_not_blank(img)
+    # the green tissue outline and the tile edges are drawn over the slide
+    rgb = img[..., :3].astype(int)
+    green = (rgb[..., 1] > 200) & (rgb[..., 0] < 80) & (rgb[..., 2] < 80)
+    assert green.sum() > 200
+    from PIL import Image
+
+    Image.fromarray(img).save(tmp_path / "slide_tiles.png")
+
+
+def test_widget_user_mpp_rescales_a_slide_without_one(make_napari_viewer: Any, qtbot: Any, tcga_path: Path) -> None:
+    from napari_gbm.widgets._slide_tiles import SlideTilesWidget
+
+    viewer = make_napari_viewer(show=False)
+    [slide_layer] = viewer.open(str(tcga_path), plugin="napari-gbm")
+    np.testing.assert_allclose(slide_layer.scale, (1, 1))  # pixels: no mpp in the file
+    widget = SlideTilesWidget(viewer)
+    assert "unknown" in widget._info.value
+    widget._mpp.value = 0.25
+    widget._tile_size.value = 512
+    _run_widget(widget, qtbot)
+    np.testing.assert_allclose(slide_layer.scale, (0.25, 0.25))
+    assert slide_layer.metadata["napari_gbm"]["mpp_source"] == "user"
+    tissue = viewer.layers[f"{slide_layer.name} tissue"]
+    np.testing.assert_allclose(tissue.extent.world[1], slide_layer.extent.world[1], atol=3.0)
+
+
+def test_widget_errors_become_notifications(make_napari_viewer: Any, qtbot: Any, tcga_path: Path) -> None:
+    from napari.utils.notifications import notification_manager
+
+    from napari_gbm.widgets._slide_tiles import SlideTilesWidget
+
+    viewer = make_napari_viewer(show=False)
+    widget = SlideTilesWidget(viewer)
+    before = len(notification_manager.records)
+    assert widget.run() is None  # no slide layer yet
+    assert "no slide layer" in str(notification_manager.records[-1].message)
+
+    viewer.open(str(tcga_path), plugin="napari-gbm")  # no mpp, none given
+    worker = widget.run()
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        pass
+    _settle(0.2)
+    messages = [str(n.message) for n in notification_manager.records[before:]]
+    assert any("pixel size" in m for m in messages), messages
+    assert len(viewer.layers) == 1  # nothing added
+    assert widget._run_btn.enabled  # ready for another try
