@@ -16,7 +16,9 @@ KIDNEY = DATA / "kidney-48-5.tif"
 
 
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Synthetic samples go to a per-session cache, never the user's home."""
     cache = tmp_path_factory.getbasetemp() / "napari-gbm-cache"
     monkeypatch.setenv("NAPARI_GBM_CACHE", str(cache))
@@ -48,3 +50,13 @@ def synthetic_he(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".pytest_cache" / "numba"))
+
+
+@pytest.fixture(scope="session")
+def synthetic_ki67(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic Ki-67 (H-DAB) GBM slide with its ground truth beside it."""
+    from napari_gbm.synthetic import make_synthetic_slide
+
+    path = tmp_path_factory.mktemp("synthetic") / "gbm-ki67.tif"
+    make_synthetic_slide(path, size_px=(3072, 2048), stain="hdab", seed=7)
+    return path

@@ -39,8 +39,13 @@ def _truncated(tmp_path: Path, src: Path) -> Path:
 def _unsupported_compression(tmp_path: Path) -> Path:
     """A tiled TIFF whose Compression tag names a codec nobody implements."""
     p = tmp_path / "weird.tif"
-    tifffile.imwrite(p, np.full((512, 512, 3), 128, np.uint8), tile=(256, 256),
-                     photometric="rgb", compression="zlib")
+    tifffile.imwrite(
+        p,
+        np.full((512, 512, 3), 128, np.uint8),
+        tile=(256, 256),
+        photometric="rgb",
+        compression="zlib",
+    )
     raw = bytearray(p.read_bytes())
     with tifffile.TiffFile(p) as tif:
         offset = tif.pages[0].tags["Compression"].valueoffset
@@ -55,7 +60,10 @@ CASES = {
     "text named .svs": (lambda tmp, cmu: _text_svs(tmp), "not a slide or image format"),
     "zero bytes": (lambda tmp, cmu: _empty(tmp), "empty"),
     "cut in half": (lambda tmp, cmu: _truncated(tmp, cmu), "truncated"),
-    "unsupported compression": (lambda tmp, cmu: _unsupported_compression(tmp), "could not be decoded|not a slide"),
+    "unsupported compression": (
+        lambda tmp, cmu: _unsupported_compression(tmp),
+        "could not be decoded|not a slide",
+    ),
 }
 
 
@@ -75,8 +83,10 @@ def test_napari_reader_returns_none(case: str, tmp_path: Path, cmu_path: Path) -
 
 
 @pytest.mark.parametrize("case", ["text named .svs", "cut in half", "zero bytes", "missing"])
-def test_cli_exits_2_and_writes_nothing(case: str, tmp_path: Path, cmu_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    make, reason = CASES[case]
+def test_cli_exits_2_and_writes_nothing(
+    case: str, tmp_path: Path, cmu_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make, _ = CASES[case]
     src = make(tmp_path, cmu_path)
     out = tmp_path / "out"
     assert main(["tile", str(src), "--out", str(out)]) == 2
@@ -121,7 +131,9 @@ def test_corrupt_tile_data_does_not_crash_python(tmp_path: Path, cmu_path: Path)
         assert "garbled.svs" in proc.stdout
 
 
-def test_unknown_mpp_tile_command_says_what_to_do(tcga_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unknown_mpp_tile_command_says_what_to_do(
+    tcga_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "o"
     assert main(["tile", str(tcga_path), "--out", str(out)]) == 2
     err = capsys.readouterr().err
@@ -131,8 +143,13 @@ def test_unknown_mpp_tile_command_says_what_to_do(tcga_path: Path, tmp_path: Pat
 
 def test_blank_slide_has_no_tissue(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     p = tmp_path / "blank.tif"
-    tifffile.imwrite(p, np.full((1024, 1024, 3), 246, np.uint8), photometric="rgb",
-                     resolution=(1e4 / 0.5, 1e4 / 0.5), resolutionunit="CENTIMETER")
+    tifffile.imwrite(
+        p,
+        np.full((1024, 1024, 3), 246, np.uint8),
+        photometric="rgb",
+        resolution=(1e4 / 0.5, 1e4 / 0.5),
+        resolutionunit="CENTIMETER",
+    )
     out = tmp_path / "o"
     assert main(["tile", str(p), "--out", str(out)]) == 2
     assert "no tissue" in capsys.readouterr().err

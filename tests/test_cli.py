@@ -36,7 +36,10 @@ def test_info_json_without_mpp(tcga_path: Path, capsys: pytest.CaptureFixture[st
 
 def test_tile_writes_consistent_outputs(cmu_path: Path, tmp_path: Path) -> None:
     out = tmp_path / "res"
-    assert main(["tile", str(cmu_path), "--out", str(out), "--tile-size", "512", "--overlap", "32"]) == 0
+    assert (
+        main(["tile", str(cmu_path), "--out", str(out), "--tile-size", "512", "--overlap", "32"])
+        == 0
+    )
     tiles = pd.read_parquet(out / "tiles.parquet")
     assert list(tiles.columns) == list(TILE_COLUMNS)
     assert {c: str(t) for c, t in tiles.dtypes.items()} == TILE_COLUMNS
@@ -51,8 +54,14 @@ def test_tile_writes_consistent_outputs(cmu_path: Path, tmp_path: Path) -> None:
     summary = json.loads((out / "tiling.json").read_text())
     assert summary["tiling"]["n_selected"] == int(tiles.selected.sum())
     # tissue fraction by area: the tiles' tissue adds up to the slide's tissue
-    tissue_px = ((tiles.core_x1_px - tiles.core_x0_px) * (tiles.core_y1_px - tiles.core_y0_px) * tiles.tissue_fraction).sum()
-    assert tissue_px / (2220 * 2967) == pytest.approx(summary["tissue"]["tissue_fraction"], rel=1e-6)
+    tissue_px = (
+        (tiles.core_x1_px - tiles.core_x0_px)
+        * (tiles.core_y1_px - tiles.core_y0_px)
+        * tiles.tissue_fraction
+    ).sum()
+    assert tissue_px / (2220 * 2967) == pytest.approx(
+        summary["tissue"]["tissue_fraction"], rel=1e-6
+    )
     ov = np.asarray(Image.open(out / "overview.png"))
     assert ov.ndim == 3 and ov.shape[0] > 500 and ov.std() > 20
     # the overview draws the tile grid in blue and the tissue outline in green
@@ -65,7 +74,10 @@ def test_tile_writes_consistent_outputs(cmu_path: Path, tmp_path: Path) -> None:
 
 def test_tile_with_user_mpp_on_slide_without_one(tcga_path: Path, tmp_path: Path) -> None:
     out = tmp_path / "t"
-    assert main(["tile", str(tcga_path), "--mpp", "0.25", "--out", str(out), "--tile-size", "256"]) == 0
+    assert (
+        main(["tile", str(tcga_path), "--mpp", "0.25", "--out", str(out), "--tile-size", "256"])
+        == 0
+    )
     meta = read_parquet_metadata(out / "tiles.parquet")
     assert meta["slide"]["mpp_source"] == "user"
     assert meta["tiling"]["scale"] == 2.0
@@ -73,6 +85,11 @@ def test_tile_with_user_mpp_on_slide_without_one(tcga_path: Path, tmp_path: Path
 
 def test_console_script_installed(cmu_path: Path) -> None:
     exe = Path(sys.executable).parent / "napari-gbm"
-    proc = subprocess.run([str(exe), "info", str(cmu_path), "--no-tissue"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [str(exe), "info", str(cmu_path), "--no-tissue"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "0.499" in proc.stdout

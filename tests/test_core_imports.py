@@ -30,6 +30,11 @@ def test_core_imports_no_gui() -> None:
         + "print('GUI modules:', bad)\n"
         + "sys.exit(1 if bad else 0)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          cwd=__file__.rsplit("/tests/", 1)[0])
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=__file__.rsplit("/tests/", 1)[0],
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr

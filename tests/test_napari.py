@@ -45,7 +45,10 @@ def test_manifest_validates() -> None:
     pm.validate_imports()
     assert {r.command for r in pm.contributions.readers} == {"napari-gbm.get_reader"}
     assert {s.key for s in pm.contributions.sample_data} == {
-        "cmu1_small_region", "synthetic_gbm_he", "synthetic_gbm_ki67"}
+        "cmu1_small_region",
+        "synthetic_gbm_he",
+        "synthetic_gbm_ki67",
+    }
 
 
 def test_reader_layer_data(cmu_path: Path) -> None:
@@ -124,7 +127,9 @@ def _run_widget(widget: Any, qtbot: Any) -> None:
     _settle(0.2)
 
 
-def test_slide_tiles_widget_adds_aligned_layers(make_napari_viewer: Any, qtbot: Any, cmu_path: Path, tmp_path: Path) -> None:
+def test_slide_tiles_widget_adds_aligned_layers(
+    make_napari_viewer: Any, qtbot: Any, cmu_path: Path, tmp_path: Path
+) -> None:
     from napari_gbm.widgets._slide_tiles import SlideTilesWidget
 
     viewer = make_napari_viewer(show=True)
@@ -152,7 +157,9 @@ def test_slide_tiles_widget_adds_aligned_layers(make_napari_viewer: Any, qtbot: 
     corners_px = np.concatenate([np.asarray(r) for r in tiles.data]) / 0.499 + 0.5  # (y, x) px
     for axis, edge in ((0, 2967), (1, 2220)):
         v = corners_px[:, axis]
-        assert (np.isclose(np.round(v / 512) * 512, v, atol=0.01) | np.isclose(v, edge, atol=0.01)).all()
+        assert (
+            np.isclose(np.round(v / 512) * 512, v, atol=0.01) | np.isclose(v, edge, atol=0.01)
+        ).all()
     assert tissue.metadata["napari_gbm"]["params"]["resolution_um"] == 8.0
     assert tiles.metadata["napari_gbm"]["params"]["tile_size_px"] == 512
     assert "napari_gbm" in tiles.metadata["napari_gbm"]["software"]
@@ -172,7 +179,9 @@ def test_slide_tiles_widget_adds_aligned_layers(make_napari_viewer: Any, qtbot: 
     Image.fromarray(img).save(tmp_path / "slide_tiles.png")
 
 
-def test_widget_user_mpp_rescales_a_slide_without_one(make_napari_viewer: Any, qtbot: Any, tcga_path: Path) -> None:
+def test_widget_user_mpp_rescales_a_slide_without_one(
+    make_napari_viewer: Any, qtbot: Any, tcga_path: Path
+) -> None:
     from napari_gbm.widgets._slide_tiles import SlideTilesWidget
 
     viewer = make_napari_viewer(show=False)
@@ -189,7 +198,9 @@ def test_widget_user_mpp_rescales_a_slide_without_one(make_napari_viewer: Any, q
     np.testing.assert_allclose(tissue.extent.world[1], slide_layer.extent.world[1], atol=3.0)
 
 
-def test_widget_errors_become_notifications(make_napari_viewer: Any, qtbot: Any, tcga_path: Path) -> None:
+def test_widget_errors_become_notifications(
+    make_napari_viewer: Any, qtbot: Any, tcga_path: Path
+) -> None:
     from napari.utils.notifications import notification_manager
 
     from napari_gbm.widgets._slide_tiles import SlideTilesWidget

@@ -122,12 +122,18 @@ def test_jpeg_fallback_reads(tmp_path: Path) -> None:
 
 def test_tiff_resolution_tags_give_mpp(tmp_path: Path) -> None:
     data = np.full((300, 400, 3), 200, np.uint8)
-    tifffile.imwrite(tmp_path / "cm.tif", data, photometric="rgb",
-                     resolution=(1e4 / 0.25, 1e4 / 0.25), resolutionunit="CENTIMETER")
+    tifffile.imwrite(
+        tmp_path / "cm.tif",
+        data,
+        photometric="rgb",
+        resolution=(1e4 / 0.25, 1e4 / 0.25),
+        resolutionunit="CENTIMETER",
+    )
     assert Slide(tmp_path / "cm.tif").mpp == pytest.approx(0.25)
     # 72 dpi (a default, not a measurement) is not taken for a pixel size
-    tifffile.imwrite(tmp_path / "dpi.tif", data, photometric="rgb", resolution=(72, 72),
-                     resolutionunit="INCH")
+    tifffile.imwrite(
+        tmp_path / "dpi.tif", data, photometric="rgb", resolution=(72, 72), resolutionunit="INCH"
+    )
     assert Slide(tmp_path / "dpi.tif").mpp is None
 
 
@@ -139,7 +145,9 @@ def test_dask_pyramid_one_chunk_per_tile(tcga_path: Path) -> None:
         assert lv.chunksize == (min(th, lv.shape[0]), min(tw, lv.shape[1]), 3)
         assert lv.dtype == np.uint8
     # level 0: chunks assemble to exactly one read of the same region
-    np.testing.assert_array_equal(np.asarray(levels[0][:600, :700]), s.read_region((0, 0), 0, (700, 600)))
+    np.testing.assert_array_equal(
+        np.asarray(levels[0][:600, :700]), s.read_region((0, 0), 0, (700, 600))
+    )
     # level 1 has a non-integer downsample (2.0005): OpenSlide interpolates regions that
     # start at fractional level positions, so chunks differ slightly from one whole read,
     # but are not shifted (a one-pixel seam shift would differ several times more)
@@ -153,7 +161,9 @@ def test_dask_pyramid_one_chunk_per_tile(tcga_path: Path) -> None:
 def test_dask_pyramid_exact_on_integer_levels(kidney_path: Path) -> None:
     s = Slide(kidney_path)
     for level, lv in enumerate(s.to_dask()):
-        np.testing.assert_array_equal(np.asarray(lv), s.read_region((0, 0), level, s.level_dimensions[level]))
+        np.testing.assert_array_equal(
+            np.asarray(lv), s.read_region((0, 0), level, s.level_dimensions[level])
+        )
 
 
 def test_pickles_by_path_and_keeps_the_override(tcga_path: Path) -> None:
@@ -162,7 +172,9 @@ def test_pickles_by_path_and_keeps_the_override(tcga_path: Path) -> None:
     assert len(payload) < 1000  # a path and a number, not pixels or a handle
     s2 = pickle.loads(payload)
     assert s2.path == s.path and s2.mpp == 0.3
-    np.testing.assert_array_equal(s2.read_region((10, 10), 1, (16, 16)), s.read_region((10, 10), 1, (16, 16)))
+    np.testing.assert_array_equal(
+        s2.read_region((10, 10), 1, (16, 16)), s.read_region((10, 10), 1, (16, 16))
+    )
 
 
 def test_read_downsampled_area_average(kidney_path: Path) -> None:

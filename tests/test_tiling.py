@@ -54,7 +54,12 @@ def test_hand_computed_grid() -> None:
     t = g.tiles.set_index(["row", "col"])
     last = t.loc[(1, 2)]
     # the last core is clipped to the slide; the read box is the full tile plus halo
-    assert (last.core_x0_px, last.core_x1_px, last.core_y0_px, last.core_y1_px) == (512, 600, 256, 300)
+    assert (last.core_x0_px, last.core_x1_px, last.core_y0_px, last.core_y1_px) == (
+        512,
+        600,
+        256,
+        300,
+    )
     assert (last.x0_px, last.x1_px, last.y0_px, last.y1_px) == (502, 778, 246, 522)
     assert g.tile_shape == (276, 276)
     assert last.core_width_um == pytest.approx(88 * 0.5)
@@ -86,7 +91,9 @@ def test_offset_grid_hand_computed() -> None:
     scale=st.sampled_from([1.0, 2.0, 4.0, 1.37]),
     seed=st.integers(0, 2**31),
 )
-def test_every_point_has_exactly_one_owner(w: int, h: int, tile: int, ox: int, oy: int, scale: float, seed: int) -> None:
+def test_every_point_has_exactly_one_owner(
+    w: int, h: int, tile: int, ox: int, oy: int, scale: float, seed: int
+) -> None:
     g = grid_for((w, h), scale=scale, tile_size_px=tile, overlap_px=0, offset_px=(ox, oy))
     _check_partition(g)
     rng = np.random.default_rng(seed)
@@ -103,7 +110,12 @@ def test_every_point_has_exactly_one_owner(w: int, h: int, tile: int, ox: int, o
     # brute force: exactly one core holds each point
     cx0, cx1 = g.tiles.core_x0_px.to_numpy(), g.tiles.core_x1_px.to_numpy()
     cy0, cy1 = g.tiles.core_y0_px.to_numpy(), g.tiles.core_y1_px.to_numpy()
-    hits = (cx0[None] <= x[:, None]) & (x[:, None] < cx1[None]) & (cy0[None] <= y[:, None]) & (y[:, None] < cy1[None])
+    hits = (
+        (cx0[None] <= x[:, None])
+        & (x[:, None] < cx1[None])
+        & (cy0[None] <= y[:, None])
+        & (y[:, None] < cy1[None])
+    )
     assert (hits.sum(axis=1) == 1).all()
 
 
@@ -162,7 +174,9 @@ def test_read_tile_native_equals_read_region(cmu_path: Path) -> None:
     row = g.tiles.set_index(["row", "col"]).loc[(3, 4)]
     tile = read_tile(slide, g, row)
     assert tile.shape == (288, 288, 3)
-    np.testing.assert_array_equal(tile, slide.read_region((4 * 256 - 16, 3 * 256 - 16), 0, (288, 288)))
+    np.testing.assert_array_equal(
+        tile, slide.read_region((4 * 256 - 16, 3 * 256 - 16), 0, (288, 288))
+    )
 
 
 def test_read_tile_downsampled_is_block_mean(tcga_path: Path) -> None:
@@ -171,7 +185,13 @@ def test_read_tile_downsampled_is_block_mean(tcga_path: Path) -> None:
     row = g.tiles.set_index(["row", "col"]).loc[(7, 8)]  # inside the tissue
     tile = read_tile(slide, g, row).astype(float)
     x0, y0 = int(row.x0_px), int(row.y0_px)
-    ref = slide.read_region((x0, y0), 0, (288, 288)).astype(float).reshape(144, 2, 144, 2, 3).mean(axis=(1, 3))
+    ref = (
+        slide.read_region((x0, y0), 0, (288, 288))
+        .astype(float)
+        .reshape(144, 2, 144, 2, 3)
+        .mean(axis=(1, 3))
+    )
+
     # Read from the scanner's own level 1 (downsample 2.0005, JPEG 2000), which is not
     # the 2x2 mean of level 0 (measured: mean difference ~9 grey levels in tissue). The
     # tile must still be in the right place: no one-pixel shift matches better.

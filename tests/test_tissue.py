@@ -16,7 +16,9 @@ from napari_gbm.tissue import TissueMask, TissueParams, detect_tissue, tissue_ma
 PIXEL_UM = 2.0
 
 
-def _scene(tissue_rgb: tuple[int, int, int], nuclei_rgb: tuple[int, int, int], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def _scene(
+    tissue_rgb: tuple[int, int, int], nuclei_rgb: tuple[int, int, int], seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """800 x 600 px at 2 µm/px: glass, a tissue disc with nuclei, a black border strip on
     the left, and three small debris specks. Returns the image and the true tissue."""
     rng = np.random.default_rng(seed)
@@ -45,7 +47,9 @@ def _scene(tissue_rgb: tuple[int, int, int], nuclei_rgb: tuple[int, int, int], s
         ("IHC hematoxylin + DAB", (205, 205, 222), (120, 80, 40)),
     ],
 )
-def test_mask_matches_ground_truth(stain: str, tissue_rgb: tuple[int, int, int], nuclei_rgb: tuple[int, int, int]) -> None:
+def test_mask_matches_ground_truth(
+    stain: str, tissue_rgb: tuple[int, int, int], nuclei_rgb: tuple[int, int, int]
+) -> None:
     img, truth = _scene(tissue_rgb, nuclei_rgb)
     mask, _ = tissue_mask_from_rgb(img, PIXEL_UM)
     iou = (mask & truth).sum() / (mask | truth).sum()
@@ -122,8 +126,15 @@ def test_fraction_outside_slide_counts_as_no_tissue() -> None:
         ("kidney", None, 0.002, 0.01),
     ],
 )
-def test_real_slides_tissue_fraction(which: str, mpp: float | None, low: float, high: float,
-                                     cmu_path: Path, tcga_path: Path, kidney_path: Path) -> None:
+def test_real_slides_tissue_fraction(
+    which: str,
+    mpp: float | None,
+    low: float,
+    high: float,
+    cmu_path: Path,
+    tcga_path: Path,
+    kidney_path: Path,
+) -> None:
     path = {"cmu": cmu_path, "tcga": tcga_path, "kidney": kidney_path}[which]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -147,9 +158,15 @@ def test_reads_a_low_resolution_level_of_a_pyramid(tmp_path: Path) -> None:
     p = tmp_path / "pyr.tif"
     with tifffile.TiffWriter(p) as tw:
         for i, ds in enumerate((1, 4, 16)):
-            tw.write(base[::ds, ::ds], tile=(256, 256), photometric="rgb", compression="zlib",
-                     subfiletype=0 if i == 0 else 1,
-                     resolution=(1e4 / (0.5 * ds), 1e4 / (0.5 * ds)), resolutionunit="CENTIMETER")
+            tw.write(
+                base[::ds, ::ds],
+                tile=(256, 256),
+                photometric="rgb",
+                compression="zlib",
+                subfiletype=0 if i == 0 else 1,
+                resolution=(1e4 / (0.5 * ds), 1e4 / (0.5 * ds)),
+                resolutionunit="CENTIMETER",
+            )
     slide = Slide(p)
     assert slide.level_count == 3
     calls: list[int] = []
@@ -166,3 +183,46 @@ def test_reads_a_low_resolution_level_of_a_pyramid(tmp_path: Path) -> None:
         _backends.OpenSlideBackend.read_region = orig  # type: ignore[method-assign]
     assert calls and 0 not in calls
     assert tm.tissue_fraction == pytest.approx(2000 * 2000 / 4096**2, rel=0.03)
+
+
+@pytest.mark.parametrize("which", ["synthetic_he", "synthetic_ki67"])
+def test_synthetic_slides_against_their_drawn_tissue(
+    which: str, request: pytest.FixtureRequest
+) -> None:
+    """H&E and Ki-67 variants of the same synthetic GBM: the mask matches the drawn
+    tissue (necrosis included, debris and the black edge strip excluded)."""
+    import json
+
+    from PIL import Image
+
+    path: Path = request.getfixturevalue(which)
+    truth = json.loads(path.with_name(path.stem + ".truth.json").read_text())
+    regions = np.asarray(Image.open(path.with_name(path.stem + ".regions.png")))
+    tm = detect_tissue(Slide(path))
+    assert tm.tissue_fraction == pytest.approx(truth["tissue_fraction"], abs=0.02)
+    # compare on the truth grid: mask pixels sampled at region-pixel centres
+    ds = truth["region_downsample"]
+    ys = ((np.arange(regions.shape[0]) + 0.5) * ds / tm.downsample).astype(int)
+    xs = ((np.arange(regions.shape[1]) + 0.5) * ds / tm.downsample).astype(int)
+    ours = tm.mask[
+        np.ix_(np.minimum(ys, tm.mask.shape[0] - 1), np.minimum(xs, tm.mask.shape[1] - 1))
+    ]
+    drawn = regions > 0
+    iou = (ours & drawn).sum() / (ours | drawn).sum()
+    assert iou > 0.93
+    codes = {name: int(code) for code, name in truth["region_codes"].items()}
+    necrosis = regions == codes["necrosis"]
+    assert necrosis.sum() > 20
+    assert ours[necrosis].mean() > 0.95  # pale necrosis is tissue
+    # debris specks and the black edge strip are not
+    for speck in truth["debris"]:
+        r, c = int(speck["y_px"] / tm.downsample), int(speck["x_px"] / tm.downsample)
+        assert not tm.mask[r, c]
+    strip = max(1, int(truth["border"]["width_px"] / tm.downsample))
+    edge = {
+        "right": tm.mask[:, -strip:],
+        "left": tm.mask[:, :strip],
+        "top": tm.mask[:strip],
+        "bottom": tm.mask[-strip:],
+    }[truth["border"]["side"]]
+    assert not edge.any()

@@ -33,11 +33,14 @@ class SlideError(Exception):
 
 
 def composite_on_white(rgba: np.ndarray) -> np.ndarray:
-    """RGBA (straight alpha) to RGB on a white background."""
+    """RGBA (straight alpha) to RGB on a white background.
+
+    Opaque input comes back as a view of the RGB channels (no copy: copying a
+    byte-strided array costs more than decoding the tile did)."""
     rgb = rgba[..., :3]
     alpha = rgba[..., 3]
     if alpha.min(initial=255) == 255:
-        return np.ascontiguousarray(rgb)
+        return rgb
     a = alpha[..., None].astype(np.uint16)
     out = (rgb.astype(np.uint16) * a + 255 * (255 - a) + 127) // 255
     return out.astype(np.uint8)
@@ -97,7 +100,9 @@ class Backend:
             self.level_downsamples.append(self.level_downsamples[-1] * 2)
             self.tile_sizes.append((_DEFAULT_CHUNK, _DEFAULT_CHUNK))
 
-    def _read_native_region(self, loc: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+    def _read_native_region(
+        self, loc: tuple[int, int], level: int, size: tuple[int, int]
+    ) -> np.ndarray:
         """RGB of a stored level; ``loc`` in level-0 px; white outside the image."""
         raise NotImplementedError
 
@@ -113,7 +118,7 @@ class Backend:
     def associated_image(self, name: str) -> np.ndarray:
         raise KeyError(name)
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+    def close(self) -> None:
         pass
 
 
@@ -148,7 +153,9 @@ class OpenSlideBackend(Backend):
         self.associated_names = tuple(self._osr.associated_images.keys())
         self._add_built_levels()
 
-    def _read_native_region(self, loc: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+    def _read_native_region(
+        self, loc: tuple[int, int], level: int, size: tuple[int, int]
+    ) -> np.ndarray:
         import openslide
 
         try:
@@ -178,7 +185,9 @@ class _ArrayBackend(Backend):
         """RGB of stored level ``level`` rows y0:y1, cols x0:x1 (inside the image)."""
         raise NotImplementedError
 
-    def _read_native_region(self, loc: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+    def _read_native_region(
+        self, loc: tuple[int, int], level: int, size: tuple[int, int]
+    ) -> np.ndarray:
         w, h = size
         out = np.full((h, w, 3), 255, np.uint8)
         ds = self.level_downsamples[level]
@@ -215,7 +224,9 @@ class TiffBackend(_ArrayBackend):
             raise SlideError(path, f"unsupported pixel type {series.dtype}; expected 8-bit")
         self.format = "ome-tiff" if self._tif.is_ome else "tiff"
         self._lock = threading.Lock()
-        self._arrays = [zarr.open(series.aszarr(level=i), mode="r") for i in range(len(series.levels))]
+        self._arrays = [
+            zarr.open_array(series.aszarr(level=i), mode="r") for i in range(len(series.levels))
+        ]
         dims = [(int(a.shape[1]), int(a.shape[0])) for a in self._arrays]
         tiles = []
         for lvl in series.levels:
@@ -347,16 +358,22 @@ def _check_tiff_complete(path: Path, size: int) -> None:
         head = fh.read(16)
     order = "<" if head[:2] == b"II" else ">"
     bigtiff = head[2:4] in (b"+\x00", b"\x00+")
-    first_ifd = int(np.frombuffer(head[8:16] if bigtiff else head[4:8], order + ("u8" if bigtiff else "u4"))[0])
+    first_ifd = int(
+        np.frombuffer(head[8:16] if bigtiff else head[4:8], order + ("u8" if bigtiff else "u4"))[0]
+    )
     if first_ifd >= size:
         raise SlideError(
-            path, f"the file is truncated: its first directory lies beyond its end ({size} bytes); copy it again"
+            path,
+            f"the file is truncated: its first directory lies beyond its end "
+            f"({size} bytes); copy it again",
         )
     try:
         with tifffile.TiffFile(str(path)) as tif:
             pages = list(tif.pages)
             if not pages:
-                raise SlideError(path, "the TIFF has no readable image directory (truncated or damaged)")
+                raise SlideError(
+                    path, "the TIFF has no readable image directory (truncated or damaged)"
+                )
             for page in pages:
                 offsets = np.asarray(page.dataoffsets, dtype=np.int64)
                 counts = np.asarray(page.databytecounts, dtype=np.int64)

@@ -40,7 +40,7 @@ def write_repeated_tile_slide(
             n = max(1, size_px // ds)
             n_tiles = math.ceil(n / tile_px) ** 2
             tw.write(
-                data=(encoded for _ in range(n_tiles)),
+                data=(bytes(encoded) for _ in range(n_tiles)),
                 shape=(n, n, 3),
                 dtype="uint8",
                 tile=(tile_px, tile_px),

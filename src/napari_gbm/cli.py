@@ -5,6 +5,7 @@ Commands::
     napari-gbm info SLIDE [--mpp M] [--json]
     napari-gbm tile SLIDE --out DIR [--mpp M] [--target-mpp 0.5] [--tile-size 1024] ...
     napari-gbm make-sample --out PATH [--stain he|hdab] [--size PX] [--seed N]
+    napari-gbm demo --out DIR          the main job on the bundled sample data
 
 Errors about the input (a missing or unreadable slide, no pixel size where one is needed,
 no tissue) print one line naming the file and what to do, and exit with status 2; nothing
@@ -50,12 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="describe a slide: format, levels, pixel size, tissue")
     p.add_argument("slide", type=Path)
-    p.add_argument("--mpp", type=_positive_float, help="pixel size of level 0 in µm/px (overrides metadata)")
+    p.add_argument(
+        "--mpp", type=_positive_float, help="pixel size of level 0 in µm/px (overrides metadata)"
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--no-tissue", action="store_true", help="skip tissue detection")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("tile", help="detect tissue and tile it; writes tiles.parquet and overview.png")
+    p = sub.add_parser(
+        "tile", help="detect tissue and tile it; writes tiles.parquet and overview.png"
+    )
     p.add_argument("slide", type=Path)
     p.add_argument("--out", type=Path, required=True, help="output folder")
     _add_tiling_args(p)
@@ -64,24 +69,49 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("make-sample", help="write a synthetic GBM slide with ground truth")
     p.add_argument("--out", type=Path, required=True, help="output .tif path")
     p.add_argument("--stain", choices=("he", "hdab"), default="he", help="H&E or Ki-67 (H-DAB)")
-    p.add_argument("--size", type=int, default=8192, help="width and height in pixels (default 8192)")
+    p.add_argument(
+        "--size", type=int, default=8192, help="width and height in pixels (default 8192)"
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--mpp", type=_positive_float, default=0.5, help="pixel size in µm/px (default 0.5)")
+    p.add_argument(
+        "--mpp", type=_positive_float, default=0.5, help="pixel size in µm/px (default 0.5)"
+    )
     p.set_defaults(func=cmd_make_sample)
+
+    p = sub.add_parser(
+        "demo",
+        help="run the pipeline on the bundled sample data: the real CMU-1 slide and a "
+        "synthetic GBM H&E and Ki-67 slide (with ground truth)",
+    )
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--size", type=int, default=4096, help="synthetic slide size in pixels (4096)")
+    p.set_defaults(func=cmd_demo)
     return parser
 
 
 def _add_tiling_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--mpp", type=_positive_float, help="pixel size of level 0 in µm/px (overrides metadata)")
-    p.add_argument("--target-mpp", type=_positive_float, default=0.5, help="tile resolution, µm/px (0.5)")
-    p.add_argument("--tile-size", type=int, default=1024, help="tile core size in pixels at target-mpp (1024)")
-    p.add_argument("--overlap", type=int, default=64, help="halo on each side, pixels at target-mpp (64)")
     p.add_argument(
-        "--min-tissue", type=float, default=0.0,
+        "--mpp", type=_positive_float, help="pixel size of level 0 in µm/px (overrides metadata)"
+    )
+    p.add_argument(
+        "--target-mpp", type=_positive_float, default=0.5, help="tile resolution, µm/px (0.5)"
+    )
+    p.add_argument(
+        "--tile-size", type=int, default=1024, help="tile core size in pixels at target-mpp (1024)"
+    )
+    p.add_argument(
+        "--overlap", type=int, default=64, help="halo on each side, pixels at target-mpp (64)"
+    )
+    p.add_argument(
+        "--min-tissue",
+        type=float,
+        default=0.0,
         help="keep tiles whose tissue fraction is above this (0: any tissue)",
     )
     p.add_argument(
-        "--tissue-resolution", type=_positive_float, default=8.0,
+        "--tissue-resolution",
+        type=_positive_float,
+        default=8.0,
         help="resolution of tissue detection, µm/px (8)",
     )
 
@@ -114,7 +144,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         "Levels:      "
         + ", ".join(
             f"{w}x{h} (/{ds:.4g}){'' if i < slide.stored_level_count else ' built'}"
-            for i, ((w, h), ds) in enumerate(zip(slide.level_dimensions, slide.level_downsamples, strict=True))
+            for i, ((w, h), ds) in enumerate(
+                zip(slide.level_dimensions, slide.level_downsamples, strict=True)
+            )
         ),
         f"Pixel size:  {slide.mpp_message}",
         "Objective:   " + (f"{slide.objective_power:g}x" if slide.objective_power else "unknown"),
@@ -180,14 +212,39 @@ def cmd_make_sample(args: argparse.Namespace) -> int:
         raise UsageError(f"--size must be at least 512 pixels, got {args.size}")
 
     def progress(frac: float) -> None:
-        print(f"\rwriting {args.out.name}: {100 * frac:5.1f} %", end="", file=sys.stderr, flush=True)
+        print(
+            f"\rwriting {args.out.name}: {100 * frac:5.1f} %", end="", file=sys.stderr, flush=True
+        )
 
     info = make_synthetic_slide(
-        args.out, size_px=(args.size, args.size), stain=args.stain, seed=args.seed,
-        mpp=args.mpp, progress=progress,
+        args.out,
+        size_px=(args.size, args.size),
+        stain=args.stain,
+        seed=args.seed,
+        mpp=args.mpp,
+        progress=progress,
     )
     print(file=sys.stderr)
     print(f"wrote {info}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from napari_gbm.samples import cmu1_path
+    from napari_gbm.synthetic import make_synthetic_slide
+
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    slides = [("cmu-1-small-region", cmu1_path())]
+    for stain, name in (("he", "synthetic-gbm-he"), ("hdab", "synthetic-gbm-ki67")):
+        path = out / f"{name}.tif"
+        if not path.exists():
+            print(f"generating {path.name} ({args.size} x {args.size} px, with ground truth) ...")
+            make_synthetic_slide(path, size_px=(args.size, args.size), stain=stain, seed=0)
+        slides.append((name, path))
+    for name, path in slides:
+        cmd_tile(build_parser().parse_args(["tile", str(path), "--out", str(out / name)]))
+    print(f"done: open {out}/*/overview.png, or the slides in napari (see README)")
     return 0
 
 
@@ -202,7 +259,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"napari-gbm {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"napari-gbm {args.command}: interrupted; no partial output was left", file=sys.stderr)
+        print(
+            f"napari-gbm {args.command}: interrupted; no partial output was left", file=sys.stderr
+        )
         return 130
 
 

@@ -47,7 +47,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
-def write_parquet(df: pd.DataFrame, path: str | os.PathLike[str], metadata: dict[str, Any] | None = None) -> Path:
+def write_parquet(
+    df: pd.DataFrame, path: str | os.PathLike[str], metadata: dict[str, Any] | None = None
+) -> Path:
     """Write ``df`` as Parquet atomically; ``metadata`` (JSON-able) goes into the file's
     schema metadata under ``napari_gbm``."""
     import pyarrow as pa

@@ -27,7 +27,7 @@ def render_overview(
 ) -> np.ndarray:
     """RGB overview: thumbnail, tissue outlined in green, selected tile cores
     as blue rectangles, and a caption line with the key numbers."""
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw
 
     w0, h0 = slide.dimensions
     f = min(1.0, max_size / max(w0, h0))
@@ -36,8 +36,12 @@ def render_overview(
 
     if tissue is not None and tissue.mask.any():
         # mask pixels to thumbnail pixels: nearest neighbour on the level-0 frame
-        ys = np.minimum(((np.arange(th) + 0.5) / f / tissue.downsample).astype(int), tissue.mask.shape[0] - 1)
-        xs = np.minimum(((np.arange(tw) + 0.5) / f / tissue.downsample).astype(int), tissue.mask.shape[1] - 1)
+        ys = np.minimum(
+            ((np.arange(th) + 0.5) / f / tissue.downsample).astype(int), tissue.mask.shape[0] - 1
+        )
+        xs = np.minimum(
+            ((np.arange(tw) + 0.5) / f / tissue.downsample).astype(int), tissue.mask.shape[1] - 1
+        )
         m = tissue.mask[np.ix_(ys, xs)]
         # outline only: a tint would change the stain colours a pathologist reads
         edge = m & ~ndi.binary_erosion(m, iterations=max(2, round(max(tw, th) / 600)))
@@ -47,13 +51,15 @@ def render_overview(
     draw = ImageDraw.Draw(pil)
     if grid is not None:
         sel = grid.selected
-        for x0, y0, x1, y1 in sel[["core_x0_px", "core_y0_px", "core_x1_px", "core_y1_px"]].to_numpy():
+        for x0, y0, x1, y1 in sel[
+            ["core_x0_px", "core_y0_px", "core_x1_px", "core_y1_px"]
+        ].to_numpy():
             draw.rectangle([x0 * f, y0 * f, x1 * f - 1, y1 * f - 1], outline=TILE_RGB, width=1)
 
     caption = _caption(slide, tissue, grid)
     font = _font(max(12, tw // 70))
     bbox = draw.textbbox((0, 0), caption, font=font)
-    bar_h = bbox[3] - bbox[1] + 10
+    bar_h = int(bbox[3] - bbox[1]) + 10
     canvas = Image.new("RGB", (tw, th + bar_h), (255, 255, 255))
     canvas.paste(pil, (0, bar_h))
     ImageDraw.Draw(canvas).text((5, 4), caption, fill=(20, 20, 20), font=font)
@@ -77,7 +83,9 @@ def _caption(slide: Slide, tissue: TissueMask | None, grid: TileGrid | None) -> 
     parts = [slide.path.name]
     parts.append("mpp unknown" if slide.mpp is None else f"{slide.mpp:.3g} µm/px")
     if tissue is not None:
-        parts.append(f"tissue {100 * tissue.tissue_fraction:.1f}% ({tissue.tissue_area_mm2:.2f} mm²)")
+        parts.append(
+            f"tissue {100 * tissue.tissue_fraction:.1f}% ({tissue.tissue_area_mm2:.2f} mm²)"
+        )
     if grid is not None:
         n_sel = int(grid.tiles["selected"].sum())
         parts.append(

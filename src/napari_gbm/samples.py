@@ -34,7 +34,9 @@ def cache_dir() -> Path:
     return path
 
 
-def synthetic_sample_path(stain: str = "he", *, size: int = SYNTHETIC_SAMPLE_SIZE, seed: int = 0) -> Path:
+def synthetic_sample_path(
+    stain: str = "he", *, size: int = SYNTHETIC_SAMPLE_SIZE, seed: int = 0
+) -> Path:
     """A synthetic GBM slide (``he`` or ``hdab``), generated once and cached."""
     from napari_gbm import __version__
     from napari_gbm.synthetic import make_synthetic_slide

@@ -168,9 +168,7 @@ class Slide:
         return self._backend.objective_power
 
     # -- pixels ------------------------------------------------------------------------
-    def read_region(
-        self, location: Sequence[int], level: int, size: Sequence[int]
-    ) -> np.ndarray:
+    def read_region(self, location: Sequence[int], level: int, size: Sequence[int]) -> np.ndarray:
         """Read a region as RGB.
 
         Parameters

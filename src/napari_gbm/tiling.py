@@ -23,7 +23,14 @@ import pandas as pd
 from napari_gbm.slide import Slide
 from napari_gbm.tissue import TissueMask
 
-__all__ = ["TileGrid", "TilingParams", "iter_tiles", "make_tile_grid", "owner_tile_ids", "read_tile"]
+__all__ = [
+    "TileGrid",
+    "TilingParams",
+    "iter_tiles",
+    "make_tile_grid",
+    "owner_tile_ids",
+    "read_tile",
+]
 
 #: A slide pixel size within this relative distance of target/k (k integer) is read at
 #: exactly k level-0 px per tile px, without resampling (QuPath does the same).
@@ -71,7 +78,9 @@ class TilingParams:
                 f"for tiles of {self.tile_size_px}"
             )
         if not 0 <= self.min_tissue_fraction <= 1:
-            raise ValueError(f"min_tissue_fraction must be in [0, 1], got {self.min_tissue_fraction}")
+            raise ValueError(
+                f"min_tissue_fraction must be in [0, 1], got {self.min_tissue_fraction}"
+            )
 
 
 @dataclass(frozen=True)
@@ -110,8 +119,12 @@ class TileGrid:
             "effective_mpp": self.effective_mpp,
             "scale": self.scale,
             "slide_dimensions": list(self.slide_dimensions),
-            "grid": {"col_min": self.col_min, "row_min": self.row_min,
-                     "n_cols": self.n_cols, "n_rows": self.n_rows},
+            "grid": {
+                "col_min": self.col_min,
+                "row_min": self.row_min,
+                "n_cols": self.n_cols,
+                "n_rows": self.n_rows,
+            },
             "n_tiles": len(self.tiles),
             "n_selected": int(self.tiles["selected"].sum()),
         }
@@ -155,8 +168,8 @@ def _grid(
     row_max = int(_index(np.array([h0 - 1e-9]), oy, t, scale)[0])
     cols = np.arange(col_min, col_max + 1)
     rows = np.arange(row_min, row_max + 1)
-    rr, cc = np.meshgrid(rows, cols, indexing="ij")
-    rr, cc = rr.ravel(), cc.ravel()
+    grid_r, grid_c = np.meshgrid(rows, cols, indexing="ij")
+    rr, cc = grid_r.ravel(), grid_c.ravel()
     cx0 = np.clip(_edge(cc, ox, t, scale), 0, w0)
     cy0 = np.clip(_edge(rr, oy, t, scale), 0, h0)
     cx1 = np.clip(_edge(cc + 1, ox, t, scale), 0, w0)
@@ -167,7 +180,9 @@ def _grid(
     size = (t + 2 * params.overlap_px) * scale
     boxes = np.stack([cx0, cy0, cx1, cy1], axis=1)
     frac = tissue.fraction_in_boxes(boxes) if tissue is not None else np.ones(len(boxes))
-    selected = frac > params.min_tissue_fraction if tissue is not None else np.ones(len(boxes), bool)
+    selected = (
+        frac > params.min_tissue_fraction if tissue is not None else np.ones(len(boxes), bool)
+    )
     tiles = pd.DataFrame(
         {
             "tile_id": np.arange(len(rr), dtype=np.int64),

@@ -10,12 +10,15 @@ that is fine enough (never level 0 of a pyramid), then:
    grey or tinted backgrounds); tissue is ``glass_margin_od`` above it (the cut is kept
    inside ``od_bounds``);
 3. faint pixels must also be coloured (saturation above ``min_saturation``): a grey scan
-   area or a shadow is not tissue, pale eosin or hematoxylin is; pixels above
-   ``strong_od`` count whatever their colour;
+   area or a shadow is not tissue, pale eosin or hematoxylin is; pixels more than
+   ``colourless_margin_od`` above the glass count whatever their colour (pale grey
+   necrosis on an IHC slide is tissue);
 4. black borders and scanner shadows are excluded: pixels dark in every channel with
    little colour (``max(RGB) < dark_max``, saturation < 0.25);
-5. holes smaller than ``min_hole_um2`` are filled, objects smaller than
-   ``min_object_um2`` dropped as debris.
+5. holes enclosed by tissue and smaller than ``max_hole_um2`` are filled (1 mm², the
+   ``maxHoleAreaMicrons`` QuPath's simple tissue detection is usually run with): pale
+   necrosis, lumens and tears belong to the section; objects smaller than
+   ``min_object_um2`` are dropped as debris.
 
 The result, :class:`TissueMask`, knows its own scale, so tile fractions and areas come out
 in level-0 pixels and µm² without the caller tracking levels.
@@ -33,7 +36,13 @@ from scipy import ndimage as ndi
 
 from napari_gbm.slide import Slide
 
-__all__ = ["DEFAULT_ASSUMED_MPP", "TissueMask", "TissueParams", "detect_tissue", "tissue_mask_from_rgb"]
+__all__ = [
+    "DEFAULT_ASSUMED_MPP",
+    "TissueMask",
+    "TissueParams",
+    "detect_tissue",
+    "tissue_mask_from_rgb",
+]
 
 #: Pixel size assumed (with a warning) when a slide does not record one: 20x scans.
 DEFAULT_ASSUMED_MPP = 0.5
@@ -48,10 +57,10 @@ class TissueParams:
     od_bounds: tuple[float, float] = (0.04, 0.2)
     glass_margin_od: float = 0.05
     min_saturation: float = 0.04
-    strong_od: float = 0.3
+    colourless_margin_od: float = 0.12
     dark_max: int = 60
     min_object_um2: float = 2500.0
-    min_hole_um2: float = 2500.0
+    max_hole_um2: float = 1_000_000.0
 
     def __post_init__(self) -> None:
         if not self.resolution_um > 0:
@@ -59,8 +68,8 @@ class TissueParams:
         lo, hi = self.od_bounds
         if not 0 <= lo <= hi:
             raise ValueError(f"od_bounds must satisfy 0 <= low <= high, got {self.od_bounds}")
-        if self.smooth_um < 0 or self.min_object_um2 < 0 or self.min_hole_um2 < 0:
-            raise ValueError("smooth_um, min_object_um2 and min_hole_um2 must be >= 0")
+        if self.smooth_um < 0 or self.min_object_um2 < 0 or self.max_hole_um2 < 0:
+            raise ValueError("smooth_um, min_object_um2 and max_hole_um2 must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -120,7 +129,12 @@ class TissueMask:
             coords = np.vstack([y, x])
             return ndi.map_coordinates(integral, coords, order=1, mode="nearest")
 
-        total = at(b[:, 3], b[:, 2]) - at(b[:, 1], b[:, 2]) - at(b[:, 3], b[:, 0]) + at(b[:, 1], b[:, 0])
+        total = (
+            at(b[:, 3], b[:, 2])
+            - at(b[:, 1], b[:, 2])
+            - at(b[:, 3], b[:, 0])
+            + at(b[:, 1], b[:, 0])
+        )
         area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
         with np.errstate(invalid="ignore", divide="ignore"):
             frac = np.where(area > 0, total / area, 0.0)
@@ -140,10 +154,10 @@ class TissueMask:
                 "od_bounds": list(self.params.od_bounds),
                 "glass_margin_od": self.params.glass_margin_od,
                 "min_saturation": self.params.min_saturation,
-                "strong_od": self.params.strong_od,
+                "colourless_margin_od": self.params.colourless_margin_od,
                 "dark_max": self.params.dark_max,
                 "min_object_um2": self.params.min_object_um2,
-                "min_hole_um2": self.params.min_hole_um2,
+                "max_hole_um2": self.params.max_hole_um2,
             },
         }
 
@@ -201,29 +215,32 @@ def tissue_mask_from_rgb(
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"expected an (h, w, 3) RGB image, got shape {rgb.shape}")
     sigma = params.smooth_um / pixel_um
-    img = rgb.astype(np.float32)
-    mx, mn = img.max(axis=2), img.min(axis=2)
+    # channel planes: reductions over a length-3 last axis are slow in numpy
+    r, g, b = (rgb[..., i].astype(np.float32) for i in range(3))
+    mx, mn = np.maximum(np.maximum(r, g), b), np.minimum(np.minimum(r, g), b)
     dark = (mx < params.dark_max) & ((mx - mn) / np.maximum(mx, 1.0) < 0.25)
     if sigma > 0.3:
-        img = ndi.gaussian_filter(img, (sigma, sigma, 0))
-        mx, mn = img.max(axis=2), img.min(axis=2)
-    od_sum = -np.log10(np.clip(img, 1.0, 255.0) / 255.0).sum(axis=2)
+        r, g, b = (ndi.gaussian_filter(c, sigma) for c in (r, g, b))
+        mx, mn = np.maximum(np.maximum(r, g), b), np.minimum(np.minimum(r, g), b)
+    # OD summed over channels = -log10 of the product of transmittances
+    od_sum = -np.log10(np.clip(r * g * b, 1.0, None) / np.float32(255.0**3))
     saturation = (mx - mn) / np.maximum(mx, 1.0)
     if dark.any():  # the smoothed rim of a black border is not tissue either
         dark = ndi.binary_dilation(dark, iterations=max(1, math.ceil(2 * sigma)))
 
-    threshold = _glass_level(od_sum[~dark]) + params.glass_margin_od
-    threshold = float(np.clip(threshold, *params.od_bounds))
+    glass = _glass_level(od_sum[~dark])
+    threshold = float(np.clip(glass + params.glass_margin_od, *params.od_bounds))
     coloured = saturation > params.min_saturation
-    mask = (od_sum > threshold) & (coloured | (od_sum > params.strong_od)) & ~dark
+    absorbing = od_sum > max(threshold, glass + params.colourless_margin_od)
+    mask = (od_sum > threshold) & (coloured | absorbing) & ~dark
 
     px_area = pixel_um**2
-    if params.min_hole_um2 > 0:
+    if params.max_hole_um2 > 0:
         holes = ndi.binary_fill_holes(mask) & ~mask
         lab, n = ndi.label(holes)
         if n:
             sizes = np.bincount(lab.ravel())[1:] * px_area
-            mask = mask | np.isin(lab, 1 + np.flatnonzero(sizes < params.min_hole_um2))
+            mask = mask | np.isin(lab, 1 + np.flatnonzero(sizes < params.max_hole_um2))
     if params.min_object_um2 > 0:
         lab, n = ndi.label(mask)
         if n:

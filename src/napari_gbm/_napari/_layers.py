@@ -66,7 +66,11 @@ def tissue_layer(tissue: TissueMask, slide_mpp: float | None, name: str = "tissu
         "opacity": 0.3,
         "colormap": {None: "transparent", 0: "transparent", 1: TISSUE_COLOR},
         "metadata": {
-            "napari_gbm": {"kind": "tissue_mask", **tissue.summary(), "software": {"napari_gbm": __version__}}
+            "napari_gbm": {
+                "kind": "tissue_mask",
+                **tissue.summary(),
+                "software": {"napari_gbm": __version__},
+            }
         },
     }
     return tissue.mask.astype(np.uint8), kwargs, "labels"
@@ -91,8 +95,13 @@ def tile_fraction_layer(grid: TileGrid, name: str = "tile tissue fraction") -> L
         "contrast_limits": (0.0, 1.0),
         "opacity": 0.4,
         "visible": False,
-        "metadata": {"napari_gbm": {"kind": "tile_tissue_fraction", **grid.metadata(),
-                                    "software": {"napari_gbm": __version__}}},
+        "metadata": {
+            "napari_gbm": {
+                "kind": "tile_tissue_fraction",
+                **grid.metadata(),
+                "software": {"napari_gbm": __version__},
+            }
+        },
     }
     return img, kwargs, "image"
 
@@ -109,7 +118,12 @@ def tile_shapes_layer(grid: TileGrid, name: str = "tiles") -> LayerData | None:
     x1 = (sel["core_x1_px"].to_numpy() - 0.5) * mpp
     y1 = (sel["core_y1_px"].to_numpy() - 0.5) * mpp
     rects = np.stack(
-        [np.stack([y0, x0], 1), np.stack([y0, x1], 1), np.stack([y1, x1], 1), np.stack([y1, x0], 1)],
+        [
+            np.stack([y0, x0], 1),
+            np.stack([y0, x1], 1),
+            np.stack([y1, x1], 1),
+            np.stack([y1, x0], 1),
+        ],
         axis=1,
     )
     kwargs = {
@@ -122,7 +136,12 @@ def tile_shapes_layer(grid: TileGrid, name: str = "tiles") -> LayerData | None:
         "edge_colormap": "plasma",
         "face_color": "transparent",
         "features": sel.reset_index(drop=True),
-        "metadata": {"napari_gbm": {"kind": "tiles", **grid.metadata(),
-                                    "software": {"napari_gbm": __version__}}},
+        "metadata": {
+            "napari_gbm": {
+                "kind": "tiles",
+                **grid.metadata(),
+                "software": {"napari_gbm": __version__},
+            }
+        },
     }
     return list(rects), kwargs, "shapes"

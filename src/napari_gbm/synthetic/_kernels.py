@@ -106,7 +106,9 @@ def _trig(o: np.ndarray) -> np.ndarray:
 
 
 @njit(inline="always", cache=True)
-def _bbox(o: np.ndarray, scale: float, x0: int, y0: int, h: int, w: int):
+def _bbox(
+    o: np.ndarray, scale: float, x0: int, y0: int, h: int, w: int
+) -> tuple[int, int, int, int]:
     rad = o[O_A] * (1.0 + abs(o[O_A2]) + abs(o[O_A3])) * scale + 1.5
     c0 = max(0, int(np.floor(o[O_CX] - rad)) - x0)
     c1 = min(w, int(np.ceil(o[O_CX] + rad)) - x0 + 1)

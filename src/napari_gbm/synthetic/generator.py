@@ -65,7 +65,14 @@ class SyntheticSlideInfo:
     region_counts: dict[str, int]
 
 
-def _validate(path, size_px, stain, seed, mpp, tile_px) -> tuple[Path, int, int]:
+def _validate(
+    path: str | os.PathLike[str],
+    size_px: tuple[int, int],
+    stain: str,
+    seed: int,
+    mpp: float,
+    tile_px: int,
+) -> tuple[Path, int, int]:
     path = Path(path)
     if path.suffix.lower() not in (".tif", ".tiff"):
         raise ValueError(f"path must end in .tif or .tiff, got {path.name!r}")
@@ -251,7 +258,7 @@ def make_synthetic_slide(
         mpp=mpp,
         stain=stain,
         seed=int(seed),
-        level_dimensions=tuple(tuple(d) for d in dims),
+        level_dimensions=tuple((w, h) for w, h in dims),
         level_downsamples=tuple(downs),
         n_nuclei=int(overall["nucleus_count"]),
         tissue_fraction=tissue_fraction,

@@ -8,7 +8,9 @@ boundaries are smooth at full resolution and identical whichever tile asks.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -102,7 +104,7 @@ class Layout:
     fields: dict[str, np.ndarray]
     lumens: np.ndarray
     debris: np.ndarray
-    border: dict
+    border: dict[str, Any]
     noise_seed: int
     codes: np.ndarray = field(init=False)
 
@@ -114,7 +116,9 @@ class Layout:
         self.codes = self.classify_points(gx.ravel(), gy.ravel()).reshape(gh, gw)
 
     # -- perturbation: small noise so boundaries are irregular at cell scale --------
-    def _perturb(self, f: dict[str, np.ndarray], noise) -> dict[str, np.ndarray]:
+    def _perturb(
+        self, f: dict[str, np.ndarray], noise: Callable[[float, int], np.ndarray]
+    ) -> dict[str, np.ndarray]:
         um = 1.0 / self.mpp  # noise cells are given in um, converted to px
         s = self.noise_seed
         f["t"] = f["t"] + 6 * noise(12 * um, s) + 10 * noise(40 * um, s + 1)
@@ -225,7 +229,9 @@ def build_layout(width: int, height: int, mpp: float, seed: int) -> Layout:
 
     # Tumour score: distance from a tumour centre, so normal brain lies on one side.
     deep = np.argwhere(t > 0.35 * t.max())
-    ti, tj = _pick(rng, deep)
+    centre = _pick(rng, deep)
+    assert centre is not None  # t.max() > 0: the tissue mask is never empty
+    ti, tj = centre
     score = -np.hypot(xx - xx[ti, tj], yy - yy[ti, tj]) / s_um
     score += 0.12 * smooth_grid_noise((gh, gw), 0.15 * s_um / g, rng)
     q_n, q_i = rng.uniform(0.18, 0.26), rng.uniform(0.16, 0.22)

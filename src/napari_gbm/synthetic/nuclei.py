@@ -7,6 +7,7 @@ exactly one block (its truth row), but is painted into every tile it overlaps.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -80,7 +81,16 @@ def _ring_nuclei(
     return x, y, a, b, t
 
 
-def _extras(layout: Layout, rng, bx0, by0, bsize, owned_lumens, stain, seed):
+def _extras(
+    layout: Layout,
+    rng: np.random.Generator,
+    bx0: int,
+    by0: int,
+    bsize: int,
+    owned_lumens: Iterable[int],
+    stain: str,
+    seed: int,
+) -> np.ndarray:
     """Objects that are painted but not counted: necrotic dust and red cells."""
     mpp = layout.mpp
     area_mm2 = (bsize * mpp) ** 2 / 1e6

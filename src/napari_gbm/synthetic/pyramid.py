@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tifffile
@@ -116,7 +117,8 @@ def write_pyramid(
     done = 0
     raws = [_RawLevel(temp_name(f"L{k}.raw"), *dims[k]) for k in range(1, len(dims))]
     head = f"{_APERIO}{width}x{height} [0,0 {width}x{height}] ({tile}x{tile})"
-    common = {
+    # Any: the values are heterogeneous keyword arguments for TiffWriter.write.
+    common: dict[str, Any] = {
         "tile": (tile, tile),
         "photometric": "rgb",
         "compression": "jpeg",

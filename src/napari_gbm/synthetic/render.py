@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _kernels as K
 from . import _params as P
@@ -67,7 +68,14 @@ class TileRenderer:
         return min(self.layout.height, (by + 1) * self.bsize + self.reach)
 
     # -- background --------------------------------------------------------------
-    def _background(self, x0: int, y0: int, n: int):
+    def _background(
+        self, x0: int, y0: int, n: int
+    ) -> tuple[
+        npt.NDArray[np.float32],
+        npt.NDArray[np.float32],
+        npt.NDArray[np.float32],
+        npt.NDArray[np.float32],
+    ]:
         lay, s, um = self.layout, self.layout.noise_seed + 100, 1.0 / self.layout.mpp
         code = lay.classify_tile(x0, y0, n, n)
         tab = self.table[code]
@@ -95,7 +103,15 @@ class TileRenderer:
         c = noise_tile(x0, y0, n, n, cell, seed, 8)
         return np.repeat(np.repeat(c, 8, axis=0), 8, axis=1)
 
-    def _lumens(self, x0, y0, n, bh, be, bd) -> None:
+    def _lumens(
+        self,
+        x0: int,
+        y0: int,
+        n: int,
+        bh: npt.NDArray[np.float32],
+        be: npt.NDArray[np.float32],
+        bd: npt.NDArray[np.float32],
+    ) -> None:
         lay = self.layout
         for i in lay.lumens_near(x0, y0, x0 + n, y0 + n):
             lx, ly, lr, _ = lay.lumens[i]
@@ -114,7 +130,7 @@ class TileRenderer:
             be[r0:r1, c0:c1][wall] = 0.55 * self.e_scale if self.stain == "he" else 0.0
             bh[r0:r1, c0:c1][wall] *= 0.8
 
-    def _debris(self, x0, y0, n, dirt) -> None:
+    def _debris(self, x0: int, y0: int, n: int, dirt: npt.NDArray[np.float32]) -> None:
         lay = self.layout
         s = lay.noise_seed + 200
         for dx, dy, dr, od in lay.debris:

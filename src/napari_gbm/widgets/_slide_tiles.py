@@ -41,28 +41,70 @@ class SlideTilesWidget(Container):
         self._layer = ComboBox(label="slide layer", choices=self._slide_layer_choices)
         self._info = Label(label="slide", value="(no slide)")
         self._mpp = FloatSpinBox(
-            label="pixel size (µm/px)", value=0.0, min=0.0, max=100.0, step=0.001,
-            tooltip="Level-0 pixel size. 0 = from the file's metadata. Needed when the file has none.",
+            label="pixel size (µm/px)",
+            value=0.0,
+            min=0.0,
+            max=100.0,
+            step=0.001,
+            tooltip="Level-0 pixel size. 0 = from the file's metadata; "
+            "needed when the file has none.",
         )
         self._target_mpp = FloatSpinBox(
-            label="tile resolution (µm/px)", value=0.5, min=0.05, max=50.0, step=0.05,
+            label="tile resolution (µm/px)",
+            value=0.5,
+            min=0.05,
+            max=50.0,
+            step=0.05,
             tooltip="Resolution tiles are analysed at (0.5 µm/px = 20x).",
         )
-        self._tile_size = SpinBox(label="tile size (px)", value=1024, min=64, max=8192, step=64,
-                                  tooltip="Core size of a tile, in pixels at the tile resolution.")
-        self._overlap = SpinBox(label="overlap (px)", value=64, min=0, max=1024,
-                                tooltip="Halo read around each tile core, at the tile resolution.")
-        self._min_tissue = FloatSpinBox(label="min tissue fraction", value=0.0, min=0.0, max=1.0, step=0.05,
-                                        tooltip="Tiles with at most this tissue fraction are skipped.")
-        self._tissue_res = FloatSpinBox(label="tissue resolution (µm/px)", value=8.0, min=0.5, max=64.0,
-                                        tooltip="Resolution of tissue detection (low: fast).")
+        self._tile_size = SpinBox(
+            label="tile size (px)",
+            value=1024,
+            min=64,
+            max=8192,
+            step=64,
+            tooltip="Core size of a tile, in pixels at the tile resolution.",
+        )
+        self._overlap = SpinBox(
+            label="overlap (px)",
+            value=64,
+            min=0,
+            max=1024,
+            tooltip="Halo read around each tile core, at the tile resolution.",
+        )
+        self._min_tissue = FloatSpinBox(
+            label="min tissue fraction",
+            value=0.0,
+            min=0.0,
+            max=1.0,
+            step=0.05,
+            tooltip="Tiles with at most this tissue fraction are skipped.",
+        )
+        self._tissue_res = FloatSpinBox(
+            label="tissue resolution (µm/px)",
+            value=8.0,
+            min=0.5,
+            max=64.0,
+            tooltip="Resolution of tissue detection (low: fast).",
+        )
         self._run_btn = PushButton(text="Detect tissue && tile")
         self._progress = ProgressBar(label="", value=0, min=0, max=0, visible=False)
-        self.extend([
-            self._file, self._open_btn, self._layer, self._info, self._mpp, self._target_mpp,
-            self._tile_size, self._overlap, self._min_tissue, self._tissue_res, self._run_btn,
-            self._progress,
-        ])
+        self.extend(
+            [
+                self._file,
+                self._open_btn,
+                self._layer,
+                self._info,
+                self._mpp,
+                self._target_mpp,
+                self._tile_size,
+                self._overlap,
+                self._min_tissue,
+                self._tissue_res,
+                self._run_btn,
+                self._progress,
+            ]
+        )
         self._open_btn.changed.connect(self._open_file)
         self._layer.changed.connect(self._show_info)
         self._run_btn.changed.connect(self.run)
@@ -93,7 +135,11 @@ class SlideTilesWidget(Container):
         obj = m.get("objective_power")
         self._info.value = (
             f"{m.get('format', '?')}, {w} x {h} px, {m.get('level_count', '?')} levels\n"
-            + (f"{mpp:.4g} µm/px ({m.get('mpp_source')})" if mpp else "pixel size unknown: set it below")
+            + (
+                f"{mpp:.4g} µm/px ({m.get('mpp_source')})"
+                if mpp
+                else "pixel size unknown: set it below"
+            )
             + (f", {obj:g}x" if obj else "")
         )
 
@@ -137,7 +183,11 @@ class SlideTilesWidget(Container):
         # errors go to a notification (passing "errored" in _connect stops the worker
         # from re-raising them into the Qt event loop as tracebacks)
         worker = create_worker(
-            _compute, path, mpp, tissue_params, tiling_params,
+            _compute,
+            path,
+            mpp,
+            tissue_params,
+            tiling_params,
             _connect={
                 "returned": lambda result: self._add_layers(layer, *result),
                 "errored": lambda exc: _notify_error(str(exc)),
@@ -156,7 +206,9 @@ class SlideTilesWidget(Container):
         self._progress.visible = False
         self._worker = None
 
-    def _add_layers(self, slide_layer: Any, slide_mpp: float, tissue: TissueMask, grid: TileGrid) -> None:
+    def _add_layers(
+        self, slide_layer: Any, slide_mpp: float, tissue: TissueMask, grid: TileGrid
+    ) -> None:
         from napari.layers import Layer
 
         if slide_layer.metadata["napari_gbm"].get("mpp") != slide_mpp:
