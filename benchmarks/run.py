@@ -51,7 +51,8 @@ def _interleaved(a: Callable[[], Any], b: Callable[[], Any], repeat: int) -> tup
 
 def _line(name: str, ours: float, peer: float, peer_name: str, unit: str = "s") -> None:
     print(
-        f"{name:<46} ours {ours:8.3f} {unit}   {peer_name} {peer:8.3f} {unit}   ratio {ours / peer:5.2f}"
+        f"{name:<46} ours {ours:8.3f} {unit}   {peer_name} {peer:8.3f} {unit}   "
+        f"ratio {ours / peer:5.2f}"
     )
 
 

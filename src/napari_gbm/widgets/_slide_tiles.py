@@ -234,6 +234,7 @@ class SlideTilesWidget(Container):
                 new.contour = 1  # outline the tissue, so the slide stays visible under it
                 new.opacity = 0.9
         self._viewer.layers.selection.active = slide_layer
+        self._viewer.canvas.overlays["scale_bar"].visible = True  # the slide is in µm now
         n_sel = len(grid.selected)
         self._info.value = (
             self._info.value.split("\n")[0]

@@ -1,0 +1,61 @@
+"""Regenerate the README screenshots in docs/images/ from a real napari viewer.
+
+    xvfb-run -a -s "-screen 0 1600x1100x24" .venv/bin/python scripts/make_screenshots.py
+
+Each picture: a sample slide opened with the napari-gbm reader, the Slide & tiles widget
+run with its defaults, the viewer (dock included) captured. The script fails if a
+capture comes back blank.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "docs" / "images"
+
+
+def _settle(seconds: float) -> None:
+    from qtpy.QtWidgets import QApplication
+
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        QApplication.processEvents()
+        time.sleep(0.02)
+
+
+def capture(sample: str, filename: str, tile_size: int) -> None:
+    import napari
+    from PIL import Image
+
+    from napari_gbm.widgets._slide_tiles import SlideTilesWidget
+
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1500, 950)
+    viewer.open_sample("napari-gbm", sample)
+    widget = SlideTilesWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Slide & tiles")
+    widget._tile_size.value = tile_size
+    worker = widget.run()
+    while widget._worker is not None:
+        _settle(0.1)
+    del worker
+    viewer.canvas.overlays["scale_bar"].visible = True
+    viewer.reset_view()
+    _settle(1.0)
+    img = np.asarray(viewer.screenshot(canvas_only=False, flash=False))
+    if img[..., :3].std() < 15:
+        sys.exit(f"{filename}: the capture is blank")
+    OUT.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(img).save(OUT / filename)
+    print(f"wrote {OUT / filename} {img.shape}")
+    viewer.close()
+
+
+if __name__ == "__main__":
+    capture("cmu1_small_region", "slide_tiles_cmu1.png", 512)
+    capture("synthetic_gbm_ki67", "slide_tiles_synthetic_ki67.png", 1024)
