@@ -93,3 +93,30 @@ def test_console_script_installed(cmu_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "0.499" in proc.stdout
+
+
+def test_make_sample_writes_slide_and_truth(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import openslide
+
+    out = tmp_path / "ki67.tif"
+    assert (
+        main(["make-sample", "--out", str(out), "--stain", "hdab", "--size", "1024", "--seed", "3"])
+        == 0
+    )
+    osr = openslide.OpenSlide(str(out))
+    assert osr.dimensions == (1024, 1024)
+    assert float(osr.properties["openslide.mpp-x"]) == pytest.approx(0.5)
+    truth = pd.read_parquet(tmp_path / "ki67.nuclei.parquet")
+    assert {"centroid_x_px", "centroid_y_px", "area_um2", "region", "dab_grade"} <= set(
+        truth.columns
+    )
+    assert truth.dab_grade.isin([0, 1, 2, 3]).all() and (truth.dab_grade > 0).any()
+    assert (tmp_path / "ki67.truth.json").exists() and (tmp_path / "ki67.regions.png").exists()
+
+
+def test_make_sample_rejects_tiny_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["make-sample", "--out", str(tmp_path / "x.tif"), "--size", "100"]) == 2
+    assert "512" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

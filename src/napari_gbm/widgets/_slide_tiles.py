@@ -134,7 +134,8 @@ class SlideTilesWidget(Container):
         w, h = m.get("dimensions", ("?", "?"))
         obj = m.get("objective_power")
         self._info.value = (
-            f"{m.get('format', '?')}, {w} x {h} px, {m.get('level_count', '?')} levels\n"
+            f"{m.get('format', '?')}, {w} x {h} px, "
+            f"{m.get('stored_level_count', '?')} stored levels\n"
             + (
                 f"{mpp:.4g} µm/px ({m.get('mpp_source')})"
                 if mpp
