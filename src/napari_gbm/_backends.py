@@ -41,9 +41,16 @@ def composite_on_white(rgba: np.ndarray) -> np.ndarray:
     alpha = rgba[..., 3]
     if alpha.min(initial=255) == 255:
         return rgb
-    a = alpha[..., None].astype(np.uint16)
-    out = (rgb.astype(np.uint16) * a + 255 * (255 - a) + 127) // 255
-    return out.astype(np.uint8)
+    # Only the box holding transparent pixels is blended (at a slide edge: a thin band).
+    transparent = alpha < 255
+    rows = np.flatnonzero(transparent.any(axis=1))
+    cols = np.flatnonzero(transparent.any(axis=0))
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    out = np.array(rgb)
+    a = alpha[r0:r1, c0:c1, None].astype(np.uint16)
+    blended = (rgb[r0:r1, c0:c1].astype(np.uint16) * a + 255 * (255 - a) + 127) // 255
+    out[r0:r1, c0:c1] = blended
+    return out
 
 
 def to_rgb(arr: np.ndarray) -> np.ndarray:

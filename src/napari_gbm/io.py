@@ -19,7 +19,14 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["atomic_path", "read_parquet_metadata", "write_json", "write_parquet", "write_png"]
+__all__ = [
+    "atomic_path",
+    "file_fingerprint",
+    "read_parquet_metadata",
+    "write_json",
+    "write_parquet",
+    "write_png",
+]
 
 METADATA_KEY = b"napari_gbm"
 
@@ -103,3 +110,28 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def file_fingerprint(
+    path: str | os.PathLike[str], *, full_below: int = 256 * 2**20
+) -> dict[str, Any]:
+    """A checksum of an input file: SHA-256 of the whole file when it is small, else of
+    its size, first and last MiB (a whole slide can be many GB; this still changes when
+    the file is replaced or cut)."""
+    import hashlib
+
+    path = Path(path)
+    size = path.stat().st_size
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        if size <= full_below:
+            for block in iter(lambda: fh.read(2**20), b""):
+                h.update(block)
+            kind = "sha256"
+        else:
+            h.update(str(size).encode())
+            h.update(fh.read(2**20))
+            fh.seek(size - 2**20)
+            h.update(fh.read(2**20))
+            kind = "sha256-size-head-tail"
+    return {"algorithm": kind, "digest": h.hexdigest(), "size": size}
