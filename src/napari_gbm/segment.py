@@ -1,0 +1,399 @@
+"""Nucleus detection and cell expansion on one RGB tile (QuPath-style watershed).
+
+Pipeline (every length in µm, converted with the tile's ``mpp``):
+
+1. colour deconvolution (:func:`napari_gbm.stain.deconvolve`) into stain OD images;
+2. detection image: hematoxylin, plus DAB when the stains have one (``"nuclear"``), so
+   brown Ki-67-positive nuclei are found as well as blue negative ones;
+3. optional median filter; background subtraction by a grey opening with a square of
+   half-side ``background_radius_um`` (QuPath uses opening *by reconstruction*, which can
+   propagate across a whole tile; a plain opening is strictly local, see below); pixels
+   whose background exceeds ``max_background_od`` are excluded;
+4. Gaussian smoothing (``sigma_um``); foreground where the smoothed image exceeds the
+   fixed ``threshold_od`` *and* its Laplacian is negative (inside a blob, QuPath's LoG
+   criterion, which puts boundaries at the inflection points and cuts thin bridges);
+   holes smaller than ``max_area_um2`` are filled;
+5. split by shape: watershed of the distance transform from its local maxima, then
+   basins are merged unless the neck between them is narrower than
+   ``split_neck_ratio`` of the smaller object's width and deeper than ``split_depth_um``
+   (h-maxima dynamics, like ImageJ's / QuPath's EDM split);
+6. objects outside ``min_area_um2`` - ``max_area_um2``, or whose smoothed contrast never
+   reaches ``peak_threshold_od`` (hysteresis), are removed;
+7. cells: each nucleus grown by ``cell_expansion_um`` into unclaimed pixels, every
+   pixel going to its nearest nucleus (Voronoi-limited, like QuPath).
+
+Tile independence: no step uses a statistic of the whole tile (no Otsu): thresholds are
+fixed OD values and every filter has a bounded support, so a pixel's result depends only
+on its neighbourhood within :func:`halo_um` (plus the extent of the connected foreground
+clump it belongs to). Tiles read with that overlap and an ownership rule (an object
+belongs to the tile holding its centroid) give the same objects whatever the tiling.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from scipy import ndimage as ndi
+
+from . import _segment_kernels as K
+from .stain import HE, StainVectors, optical_density
+
+__all__ = ["NucleusParams", "Segmentation", "halo_um", "prepare_rgb", "segment_nuclei"]
+
+DETECTION_CHOICES = ("nuclear", "od_sum")
+
+
+@dataclass(frozen=True)
+class NucleusParams:
+    """Nucleus detection parameters; lengths in µm and areas in µm² (any pixel size).
+
+    Defaults are QuPath's watershed cell detection defaults except where measured on
+    synthetic ground truth and checked on real tiles (see the module docs and tests).
+
+    Attributes
+    ----------
+    detection : str
+        ``"nuclear"`` (hematoxylin plus DAB if the stains have it), ``"od_sum"``
+        (sum of RGB OD, QuPath's IHC option) or the name of one stain, e.g.
+        ``"hematoxylin"`` (QuPath's H&E default).
+    background_radius_um : float
+        Half-side of the opening that estimates background (QuPath 8); 0 disables.
+    median_radius_um : float
+        Median filter radius before everything else (QuPath 0).
+    sigma_um : float
+        Gaussian smoothing (QuPath 1.5). Default 1.0: on synthetic truth it raises
+        recall in crowded regions and cuts area bias from +13 % to +4 %.
+    min_area_um2, max_area_um2 : float
+        Nucleus area limits (QuPath 10 - 400).
+    threshold_od : float
+        Fixed foreground threshold on the smoothed background-subtracted detection
+        image, in OD (QuPath 0.1); a fixed value keeps tiles consistent.
+    peak_threshold_od : float
+        An object must reach this smoothed contrast somewhere (hysteresis; not in
+        QuPath). 0.25 rejects neuropil / cytoplasm texture on real H&E (peaks 0.1-0.2)
+        while every synthetic nucleus peaks above 0.34. Set to ``threshold_od`` to
+        disable.
+    max_background_od : float
+        Pixels whose background estimate exceeds this are not detected (QuPath 2).
+    split_by_shape : bool
+        Split touching nuclei by the distance transform (QuPath on).
+    split_neck_ratio : float
+        Two basins stay separate only if the neck half-width is at most this fraction
+        of the smaller basin's inscribed radius.
+    split_depth_um : float
+        ... and the smaller basin rises at least this much (µm) above the neck.
+    cell_expansion_um : float
+        Cell = nucleus grown by this distance without entering neighbours (QuPath 5).
+    """
+
+    detection: str = "nuclear"
+    background_radius_um: float = 8.0
+    median_radius_um: float = 0.0
+    sigma_um: float = 1.0
+    min_area_um2: float = 10.0
+    max_area_um2: float = 400.0
+    threshold_od: float = 0.1
+    peak_threshold_od: float = 0.25
+    max_background_od: float = 2.0
+    split_by_shape: bool = True
+    split_neck_ratio: float = 0.85
+    split_depth_um: float = 0.5
+    cell_expansion_um: float = 5.0
+
+    def __post_init__(self) -> None:
+        for name in (
+            "background_radius_um",
+            "median_radius_um",
+            "sigma_um",
+            "min_area_um2",
+            "split_depth_um",
+            "cell_expansion_um",
+        ):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if not (math.isfinite(self.max_area_um2) and self.max_area_um2 > self.min_area_um2):
+            raise ValueError(
+                f"max_area_um2 ({self.max_area_um2}) must exceed min_area_um2 ({self.min_area_um2})"
+            )
+        for name in ("threshold_od", "peak_threshold_od", "max_background_od"):
+            value = getattr(self, name)
+            if not math.isfinite(value):
+                raise ValueError(f"{name} must be finite, got {value!r}")
+        if self.max_background_od <= 0:
+            raise ValueError(f"max_background_od must be > 0, got {self.max_background_od}")
+        if not 0 < self.split_neck_ratio <= 1:
+            raise ValueError(f"split_neck_ratio must be in (0, 1], got {self.split_neck_ratio}")
+        if not isinstance(self.detection, str) or not self.detection:
+            raise ValueError(f"detection must be a non-empty str, got {self.detection!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of the parameters (for provenance in outputs)."""
+        return asdict(self)
+
+
+QUPATH_DEFAULTS = NucleusParams(
+    detection="hematoxylin", sigma_um=1.5, peak_threshold_od=0.1, split_neck_ratio=1.0
+)
+"""QuPath's plain watershed cell detection defaults, for comparison."""
+
+
+@dataclass(frozen=True, eq=False)
+class Segmentation:
+    """Result of :func:`segment_nuclei` on one tile.
+
+    Attributes
+    ----------
+    nuclei : ndarray of int32, shape (h, w)
+        Nucleus labels, 0 background, ids ``1..n``.
+    cells : ndarray of int32, shape (h, w)
+        Cell labels with the same ids; every cell contains its nucleus.
+    stains : dict of str to ndarray of float32, shape (h, w)
+        Stain concentration images (OD units), for intensity features.
+    params : NucleusParams
+    stain_vectors : StainVectors
+    mpp : float
+        Pixel size the tile was processed at (µm / px).
+    """
+
+    nuclei: npt.NDArray[np.int32]
+    cells: npt.NDArray[np.int32]
+    stains: dict[str, npt.NDArray[np.float32]]
+    params: NucleusParams
+    stain_vectors: StainVectors
+    mpp: float
+
+    @property
+    def n_nuclei(self) -> int:
+        """Number of nuclei."""
+        return int(self.nuclei.max(initial=0))
+
+
+def halo_um(params: NucleusParams = NucleusParams()) -> float:
+    """Overlap (µm) each side of a tile that makes its interior tile-independent.
+
+    Sum of the supports of the opening (2 r), the Gaussian (4 sigma), the median, one
+    largest nucleus (its diameter, for the distance-transform split) and the cell
+    expansion. Clumps of touching nuclei wider than this can still differ.
+    """
+    p = params
+    diameter = 2 * math.sqrt(p.max_area_um2 / math.pi)
+    return (
+        2 * p.background_radius_um
+        + 4 * p.sigma_um
+        + p.median_radius_um
+        + diameter
+        + p.cell_expansion_um
+    )
+
+
+def prepare_rgb(image: npt.ArrayLike) -> npt.NDArray[np.uint8]:
+    """Check and convert an image to RGB uint8 (h, w, 3).
+
+    RGBA is composited on white. Grey (2-D) images, other channel counts and dtypes
+    other than uint8 raise ``ValueError`` (a 16-bit image has no single right scaling:
+    convert it first, e.g. ``(img // 257).astype(np.uint8)``).
+    """
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        raise ValueError(
+            "expected an RGB image (h, w, 3); got a 2-D grey image, which cannot be "
+            "colour-deconvolved"
+        )
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise ValueError(f"expected an RGB(A) image of shape (h, w, 3|4), got {arr.shape}")
+    if arr.dtype != np.uint8:
+        raise ValueError(
+            f"expected uint8 RGB, got dtype {arr.dtype}; scale it to 0-255 first "
+            "(16-bit: (img // 257).astype(np.uint8))"
+        )
+    if arr.shape[2] == 4:
+        alpha = arr[..., 3:].astype(np.float32) / 255.0
+        comp = arr[..., :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
+        return np.rint(comp).astype(np.uint8)
+    return np.ascontiguousarray(arr)
+
+
+def _deconvolve(rgb: npt.NDArray[np.uint8], stains: StainVectors) -> npt.NDArray[np.float32]:
+    grey = np.repeat(np.arange(256, dtype=np.uint8)[:, None, None], 3, axis=2)
+    lut = optical_density(grey, stains.background)[:, 0, :]
+    out = np.empty((3, *rgb.shape[:2]), np.float32)
+    K.deconvolve_lut(rgb, lut, stains.inverse.astype(np.float32), out)
+    return out
+
+
+def _detection_image(
+    rgb: npt.NDArray[np.uint8], conc: npt.NDArray[np.float32], stains: StainVectors, det: str
+) -> npt.NDArray[np.float32]:
+    if det == "od_sum":
+        return optical_density(rgb, stains.background).sum(axis=2, dtype=np.float32)
+    if det == "nuclear":
+        img = conc[0].copy()
+        if "dab" in stains.names:
+            img += np.maximum(conc[stains.index("dab")], 0)
+        return img
+    if det in stains.names:
+        return conc[stains.index(det)].copy()
+    raise ValueError(f"detection must be one of {(*DETECTION_CHOICES, *stains.names)}, got {det!r}")
+
+
+def _disk(radius_px: float) -> npt.NDArray[np.bool_]:
+    r = math.floor(radius_px)
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    return np.asarray(xx * xx + yy * yy <= radius_px * radius_px)
+
+
+def _foreground(
+    det: npt.NDArray[np.float32], mpp: float, p: NucleusParams
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float32]]:
+    """Foreground mask and the smoothed background-subtracted detection image."""
+    if p.median_radius_um > 0:
+        det = ndi.median_filter(det, footprint=_disk(p.median_radius_um / mpp))
+    r_px = round(p.background_radius_um / mpp)
+    valid = None
+    if r_px > 0:
+        bg = ndi.maximum_filter(ndi.minimum_filter(det, size=2 * r_px + 1), size=2 * r_px + 1)
+        det = det - bg
+        valid = bg <= p.max_background_od
+    sigma_px = p.sigma_um / mpp
+    smooth = ndi.gaussian_filter(det, sigma_px) if sigma_px > 0 else det
+    mask = smooth > p.threshold_od
+    mask &= ndi.laplace(smooth) < 0
+    if valid is not None:
+        mask &= valid
+    # Fill holes no bigger than a nucleus (vesicular chromatin): bounded, so tile-local.
+    holes, n_holes = ndi.label(~mask)
+    if n_holes:
+        size = np.bincount(holes.ravel())
+        small = size <= p.max_area_um2 / mpp**2
+        small[0] = False
+        mask |= small[holes]
+    return mask, smooth
+
+
+def _watershed(
+    height: npt.NDArray[np.float32], markers: npt.NDArray[np.int64], mask: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.int64]:
+    """Marker watershed flooded clump by clump (translation-invariant tie-breaking)."""
+    clumps, _ = ndi.label(mask, structure=np.ones((3, 3)))
+    seeds = np.flatnonzero(markers)
+    seeds = seeds[np.argsort(clumps.ravel()[seeds], kind="stable")]
+    group = clumps.ravel()[seeds]
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1], True]).astype(np.int64)
+    labels = np.zeros(mask.shape, np.int64)
+    if seeds.size:
+        K.watershed_groups(height, markers, mask, seeds, starts, labels)
+    return labels
+
+
+def _split(mask: npt.NDArray[np.bool_], mpp: float, p: NucleusParams) -> npt.NDArray[np.int64]:
+    """Label the mask, splitting touching nuclei by their distance transform."""
+    if not p.split_by_shape:
+        labels, _ = ndi.label(mask, structure=np.ones((3, 3)))
+        return labels.astype(np.int64)
+    dist2 = np.empty(mask.shape)
+    nearest = np.empty(mask.shape, np.int64)
+    K.edt_nearest(~mask, dist2, nearest)
+    dist = np.sqrt(dist2).astype(np.float32)
+    peaks = mask & (dist >= ndi.maximum_filter(dist, size=3))
+    markers, n = ndi.label(peaks, structure=np.ones((3, 3)))
+    if n == 0:
+        return np.zeros(mask.shape, np.int64)
+    labels = _watershed(-dist, markers.astype(np.int64), mask)
+    a, b, saddle = K.region_saddles(labels, dist, n)
+    _, peak, _ = K.label_stats(markers, dist, n)
+    peak[0] = 0.0
+    # Ties broken by label (raster order of the maxima), which a shift of the tile keeps.
+    order = np.lexsort((b, a, -saddle))
+    root = K.merge_shallow_regions(
+        a, b, saddle, order, peak, p.split_depth_um / mpp, p.split_neck_ratio
+    )
+    return np.asarray(root[labels])
+
+
+def _filter_objects(
+    labels: npt.NDArray[np.int64], smooth: npt.NDArray[np.float32], mpp: float, p: NucleusParams
+) -> npt.NDArray[np.int32]:
+    """Drop objects by area and peak contrast; renumber 1..n in raster order."""
+    n = int(labels.max(initial=0))
+    count, peak, first = K.label_stats(labels, smooth, n)
+    area_um2 = count * mpp**2
+    keep = (area_um2 >= p.min_area_um2) & (area_um2 <= p.max_area_um2)
+    keep &= peak >= p.peak_threshold_od
+    keep[0] = False
+    # Raster order of first pixels, so ids do not depend on watershed internals.
+    order = np.flatnonzero(keep)
+    order = order[np.argsort(first[order], kind="stable")]
+    new_id = np.zeros(n + 1, np.int32)
+    new_id[order] = np.arange(1, order.size + 1, dtype=np.int32)
+    return new_id[labels]
+
+
+def expand_cells(nuclei: npt.NDArray[np.int32], distance_px: float) -> npt.NDArray[np.int32]:
+    """Grow labels by ``distance_px``; each new pixel joins its nearest nucleus.
+
+    Equivalent to :func:`skimage.segmentation.expand_labels` (exact Euclidean distance;
+    ties may resolve differently).
+    """
+    if distance_px <= 0 or not nuclei.any():
+        return nuclei.copy()
+    dist2 = np.empty(nuclei.shape)
+    nearest = np.empty(nuclei.shape, np.int64)
+    K.edt_nearest(nuclei > 0, dist2, nearest)
+    cells = nuclei.ravel()[nearest.ravel()].reshape(nuclei.shape)
+    cells[dist2 > distance_px * distance_px] = 0
+    return cells.astype(np.int32)
+
+
+def segment_nuclei(
+    rgb: npt.ArrayLike,
+    mpp: float,
+    stains: StainVectors = HE,
+    params: NucleusParams = NucleusParams(),
+) -> Segmentation:
+    """Detect nuclei and cells in one RGB tile.
+
+    Parameters
+    ----------
+    rgb : array_like of uint8, shape (h, w, 3) or (h, w, 4)
+        The tile at pixel size ``mpp``; RGBA is composited on white.
+    mpp : float
+        Pixel size in µm / px; every parameter in µm is converted with it.
+    stains : StainVectors
+        Stain vectors (:data:`~napari_gbm.stain.HE`, :data:`~napari_gbm.stain.HDAB` or
+        estimated per slide).
+    params : NucleusParams
+
+    Returns
+    -------
+    Segmentation
+        Nucleus and cell labels (ids 1..n in raster order of their first pixel), the
+        stain images and the parameters used. An empty or blank tile gives n = 0.
+
+    Examples
+    --------
+    >>> seg = segment_nuclei(np.full((64, 64, 3), 255, np.uint8), mpp=0.5)
+    >>> seg.n_nuclei
+    0
+    """
+    img = prepare_rgb(rgb)
+    if not (isinstance(mpp, (int, float, np.floating)) and math.isfinite(mpp) and mpp > 0):
+        raise ValueError(f"mpp must be a finite number > 0, got {mpp!r}")
+    if not isinstance(params, NucleusParams):
+        raise TypeError(f"params must be NucleusParams, got {type(params).__name__}")
+    mpp = float(mpp)
+    conc = _deconvolve(img, stains)
+    det = _detection_image(img, conc, stains, params.detection)
+    stain_images = {name: conc[i] for i, name in enumerate(stains.names)}
+    if img.shape[0] == 0 or img.shape[1] == 0:
+        empty = np.zeros(img.shape[:2], np.int32)
+        return Segmentation(empty, empty.copy(), stain_images, params, stains, mpp)
+    mask, smooth = _foreground(det, mpp, params)
+    labels = _split(mask, mpp, params)
+    nuclei = _filter_objects(labels, smooth, mpp, params)
+    cells = expand_cells(nuclei, params.cell_expansion_um / mpp)
+    return Segmentation(nuclei, cells, stain_images, params, stains, mpp)
