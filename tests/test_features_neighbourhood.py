@@ -70,7 +70,9 @@ def test_translation_and_order_invariance() -> None:
     perm = rng.permutation(300)
     c = neighbourhood_features(x[perm], y[perm])
     np.testing.assert_allclose(a.to_numpy(float), b.to_numpy(float), rtol=1e-4, equal_nan=True)
-    np.testing.assert_allclose(a.to_numpy(float)[perm], c.to_numpy(float), rtol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(
+        a.to_numpy(float)[perm], c.to_numpy(float), rtol=1e-6, equal_nan=True
+    )
 
 
 def test_bad_input() -> None:

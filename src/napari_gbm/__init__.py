@@ -11,6 +11,17 @@ try:
 except PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0+unknown"
 
+from typing import Any
+
 from napari_gbm.slide import Slide, SlideError
 
-__all__ = ["Slide", "SlideError", "__version__"]
+__all__ = ["Slide", "SlideError", "__version__", "measure_cells"]
+
+
+def __getattr__(name: str) -> Any:
+    # measure_cells pulls in numba: imported on first use, not with the package
+    if name == "measure_cells":
+        from napari_gbm.features.measure import measure_cells
+
+        return measure_cells
+    raise AttributeError(f"module 'napari_gbm' has no attribute {name!r}")

@@ -5,6 +5,7 @@ Commands::
     napari-gbm info SLIDE [--mpp M] [--json]
     napari-gbm tile SLIDE --out DIR [--mpp M] [--target-mpp 0.5] [--tile-size 1024] ...
     napari-gbm make-sample --out PATH [--stain he|hdab] [--size PX] [--seed N]
+    napari-gbm analyze PATH --out DIR [--mpp M] [--stain he|hdab] [--target-mpp 0.5] ...
     napari-gbm demo --out DIR          the main job on the bundled sample data
 
 Errors about the input (a missing or unreadable slide, no pixel size where one is needed,
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -66,6 +68,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tiling_args(p)
     p.set_defaults(func=cmd_tile)
 
+    p = sub.add_parser(
+        "analyze",
+        help="detect and measure every cell; writes cells.parquet, tiles.parquet, summary.json",
+    )
+    p.add_argument("path", type=Path, help="a slide, or a plain image (PNG, JPEG, TIFF) with --mpp")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--stain", choices=("he", "hdab"), default="he", help="H&E or H-DAB (Ki-67)")
+    p.add_argument("--threads", type=int, default=1, help="threads for the feature kernels (1)")
+    p.add_argument("--no-texture", action="store_true", help="skip Haralick texture features")
+    p.add_argument(
+        "--estimate-stains",
+        action="store_true",
+        help="estimate this slide's stain vectors (Macenko) instead of QuPath's defaults",
+    )
+    _add_tiling_args(p)
+    # the halo must cover everything a cell's detection depends on (segment.halo_um)
+    p.set_defaults(func=cmd_analyze, overlap=None)
+
     p = sub.add_parser("make-sample", help="write a synthetic GBM slide with ground truth")
     p.add_argument("--out", type=Path, required=True, help="output .tif path")
     p.add_argument("--stain", choices=("he", "hdab"), default="he", help="H&E or Ki-67 (H-DAB)")
@@ -100,7 +120,10 @@ def _add_tiling_args(p: argparse.ArgumentParser) -> None:
         "--tile-size", type=int, default=1024, help="tile core size in pixels at target-mpp (1024)"
     )
     p.add_argument(
-        "--overlap", type=int, default=64, help="halo on each side, pixels at target-mpp (64)"
+        "--overlap",
+        type=int,
+        default=64,
+        help="halo on each side, pixels at target-mpp (tile: 64; analyze: what detection needs)",
     )
     p.add_argument(
         "--min-tissue",
@@ -202,6 +225,90 @@ def cmd_tile(args: argparse.Namespace) -> int:
         f"({tissue.tissue_area_mm2:.2f} mm²), {n_sel} of {len(grid.tiles)} tiles selected "
         f"at {grid.effective_mpp:.3g} µm/px -> {out}"
     )
+    return 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    import warnings
+
+    import numpy as np
+
+    from napari_gbm.cells import CellParams, analyze_cells, estimate_slide_stains, stain_preset
+    from napari_gbm.io import file_fingerprint, write_json, write_parquet
+    from napari_gbm.segment import halo_um
+    from napari_gbm.tiling import TilingParams, make_tile_grid
+    from napari_gbm.tissue import TissueParams, detect_tissue
+
+    t_start = time.perf_counter()
+    params = CellParams(stain=args.stain, texture=not args.no_texture, n_threads=args.threads)
+    needed = math.ceil(halo_um(params.nucleus) / args.target_mpp)
+    tiling = TilingParams(
+        target_mpp=args.target_mpp,
+        tile_size_px=args.tile_size,
+        overlap_px=needed if args.overlap is None else args.overlap,
+        min_tissue_fraction=args.min_tissue,
+    )
+    slide = _open(args.path, args.mpp)
+    slide.require_mpp()
+    tissue = detect_tissue(slide, TissueParams(resolution_um=args.tissue_resolution))
+    grid = make_tile_grid(slide, tissue, tiling)
+    if grid.selected.empty:
+        # a camera field or a pale image: analyse all of it; glass yields no nuclei anyway
+        warnings.warn(
+            f"{slide.path.name}: no tissue found; analysing the whole image", stacklevel=1
+        )
+        grid = make_tile_grid(slide, None, tiling)
+
+    def progress(done: int, total: int, n_cells: int) -> None:
+        rate = n_cells / max(time.perf_counter() - t_start, 1e-9)
+        print(
+            f"\r{slide.path.name}: tile {done}/{total}, {n_cells} cells ({rate:.0f}/s)",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    if args.estimate_stains and tissue.mask.any():
+        stains = estimate_slide_stains(slide, tissue, args.stain)
+    else:
+        stains = stain_preset(args.stain)
+    cells = analyze_cells(
+        slide, grid, params, stain_vectors=stains, slide_id=slide.path.stem, progress=progress
+    )
+    print(file=sys.stderr)
+    tiles = grid.tiles.copy()
+    tiles["n_cells"] = np.bincount(cells["tile_id"].to_numpy(), minlength=len(tiles))[
+        : len(tiles)
+    ].astype(np.int64)
+    area_mm2 = (
+        tissue.tissue_area_mm2
+        if tissue.mask.any()
+        else slide.dimensions[0] * slide.dimensions[1] * slide.require_mpp() ** 2 / 1e6
+    )
+    meta = {
+        "software": {"napari_gbm": __version__},
+        "input": {"path": str(slide.path), **file_fingerprint(slide.path)},
+        "slide": slide.info(),
+        "parameters": {
+            "cells": params.to_dict(),
+            "tiling": grid.metadata(),
+            "tissue": tissue.summary(),
+            "stain_vectors": stains.to_dict(),
+        },
+    }
+    summary = {
+        "n_cells": len(cells),
+        "tissue_area_mm2": area_mm2,
+        "cell_density_per_mm2": len(cells) / area_mm2 if area_mm2 > 0 else None,
+        **meta,
+        "elapsed_s": round(time.perf_counter() - t_start, 3),
+    }
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    write_parquet(cells, out / "cells.parquet", metadata=meta)
+    write_parquet(tiles, out / "tiles.parquet", metadata=meta)
+    write_json(summary, out / "summary.json")  # last: its presence marks a complete run
+    print(f"{slide.path.name}: {len(cells)} cells in {len(grid.selected)} tiles -> {out}")
     return 0
 
 

@@ -1,0 +1,109 @@
+"""The cell table contract: column names, dtypes and units, and the empty table.
+
+One row per cell. Names are noun first, unit last, compartment prefixed (``nucleus_``,
+``cell_``, ``cytoplasm_``); level-0 pixel coordinates use x = column. Stain columns
+depend on the stains of the slide (``hematoxylin`` and ``eosin`` for H&E,
+``hematoxylin`` and ``dab`` for H-DAB); their values are optical densities (OD) from
+colour deconvolution.
+
+Measurements are stored as float32 (7 significant digits is beyond any measurement's
+precision, and it halves the memory of a whole-slide table); coordinates as float64.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from napari_gbm.features.neighbourhood import NEIGHBOURHOOD_COLUMNS
+
+__all__ = ["Column", "cell_table_columns", "conform_cell_table", "empty_cell_table"]
+
+MORPHOLOGY = {
+    "area_um2": "µm²",
+    "perimeter_um": "µm",
+    "circularity": "",
+    "eccentricity": "",
+    "solidity": "",
+    "major_axis_um": "µm",
+    "minor_axis_um": "µm",
+    "orientation_rad": "rad",
+    "max_caliper_um": "µm",
+    "min_caliper_um": "µm",
+    "extent": "",
+    "equivalent_diameter_um": "µm",
+}
+INTENSITY_STATS = ("mean", "std", "min", "max", "sum", "median", "range")
+HARALICK = (
+    "asm", "contrast", "correlation", "sum_of_squares", "idm", "sum_average", "sum_variance",
+    "sum_entropy", "entropy", "difference_variance", "difference_entropy", "imc1", "imc2",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    dtype: str
+    unit: str = ""
+
+
+def cell_table_columns(stains: Sequence[str] = ("hematoxylin", "eosin")) -> list[Column]:
+    """All columns of the cell table, in order, for a slide with these two stains."""
+    cols = [
+        Column("cell_id", "int64"),
+        Column("slide_id", "string"),
+        Column("tile_id", "int64"),
+        Column("centroid_x_px", "float64", "px"),
+        Column("centroid_y_px", "float64", "px"),
+        Column("centroid_x_um", "float64", "µm"),
+        Column("centroid_y_um", "float64", "µm"),
+    ]
+    for comp in ("nucleus", "cell"):
+        cols += [Column(f"{comp}_{name}", "float32", unit) for name, unit in MORPHOLOGY.items()]
+    for comp in ("nucleus", "cytoplasm", "cell"):
+        for stain in stains:
+            cols += [Column(f"{comp}_{stain}_od_{s}", "float32", "OD") for s in INTENSITY_STATS]
+    cols.append(Column("nucleus_cell_area_ratio", "float32"))
+    for feat in HARALICK:
+        cols += [Column(f"nucleus_haralick_{feat}_{agg}", "float32") for agg in ("mean", "range")]
+    units = {"delaunay_neighbours": "", "density_per_mm2": "1/mm²"}
+    cols += [Column(n, t, units.get(n, "µm")) for n, t in NEIGHBOURHOOD_COLUMNS.items()]
+    return cols
+
+
+def empty_cell_table(stains: Sequence[str] = ("hematoxylin", "eosin")) -> pd.DataFrame:
+    """A zero-row cell table with every column and its dtype."""
+    return pd.DataFrame({c.name: pd.Series(dtype=c.dtype) for c in cell_table_columns(stains)})
+
+
+def conform_cell_table(
+    df: pd.DataFrame, stains: Sequence[str] = ("hematoxylin", "eosin")
+) -> pd.DataFrame:
+    """Order and cast ``df`` to the schema; extra columns are kept at the end.
+
+    Raises
+    ------
+    ValueError
+        Naming the missing columns, if any.
+    """
+    cols = cell_table_columns(stains)
+    missing = [c.name for c in cols if c.name not in df.columns]
+    if missing:
+        raise ValueError(
+            f"the cell table lacks {len(missing)} columns: {missing[:8]}"
+            f"{' ...' if len(missing) > 8 else ''}; it has {list(df.columns)[:12]} ..."
+        )
+    known = {c.name for c in cols}
+    extra = [c for c in df.columns if c not in known]
+    out = df[[c.name for c in cols] + extra].copy()
+    for c in cols:
+        if str(out[c.name].dtype) != c.dtype:
+            out[c.name] = out[c.name].astype(c.dtype)
+    return out
+
+
+def units(stains: Sequence[str] = ("hematoxylin", "eosin")) -> dict[str, str]:
+    """Column name -> unit, for documentation and export headers."""
+    return {c.name: c.unit for c in cell_table_columns(stains)}

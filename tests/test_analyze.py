@@ -1,0 +1,214 @@
+"""Whole-slide cell analysis: the analyze contract, tile independence, ground truth."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.optimize import linear_sum_assignment
+from scipy.spatial import cKDTree
+
+from napari_gbm import Slide
+from napari_gbm.cells import Cancelled, CellParams, analyze_cells
+from napari_gbm.cli import main
+from napari_gbm.schema import cell_table_columns
+from napari_gbm.tiling import TilingParams, make_tile_grid
+from napari_gbm.tissue import detect_tissue
+
+
+def _match(a: np.ndarray, b: np.ndarray, max_dist: float) -> tuple[np.ndarray, np.ndarray]:
+    """One-to-one matching of points a to points b within max_dist (Hungarian on the
+    candidate pairs)."""
+    tree = cKDTree(b)
+    pairs = tree.sparse_distance_matrix(cKDTree(a), max_dist, output_type="coo_matrix")
+    if pairs.nnz == 0:
+        return np.zeros(0, int), np.zeros(0, int)
+    cost = np.full((len(a), len(b)), 1e6)
+    cost[pairs.col, pairs.row] = pairs.data
+    ia, ib = linear_sum_assignment(cost)
+    ok = cost[ia, ib] <= max_dist
+    return ia[ok], ib[ok]
+
+
+@pytest.fixture(scope="module")
+def he_run(synthetic_he: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("analyze") / "he"
+    assert main(["analyze", str(synthetic_he), "--out", str(out), "--tile-size", "768"]) == 0
+    return out
+
+
+def test_analyze_outputs_follow_the_contract(he_run: Path) -> None:
+    cells = pd.read_parquet(he_run / "cells.parquet")
+    summary = json.loads((he_run / "summary.json").read_text())
+    expected = [c.name for c in cell_table_columns(("hematoxylin", "eosin"))]
+    assert list(cells.columns[: len(expected)]) == expected
+    assert summary["n_cells"] == len(cells) > 1000
+    assert cells.cell_id.tolist() == list(range(1, len(cells) + 1))
+    from napari_gbm.segment import NucleusParams
+
+    assert summary["parameters"]["cells"]["nucleus"]["sigma_um"] == NucleusParams().sigma_um
+    assert summary["parameters"]["stain_vectors"]["names"][0] == "hematoxylin"
+    assert summary["input"]["algorithm"].startswith("sha256")
+    assert summary["cell_density_per_mm2"] == pytest.approx(len(cells) / summary["tissue_area_mm2"])
+    tiles = pd.read_parquet(he_run / "tiles.parquet")
+    assert tiles.n_cells.sum() == len(cells)
+    # each cell lies in the core of its tile
+    t = tiles.set_index("tile_id").loc[cells.tile_id]
+    assert (
+        (cells.centroid_x_px.to_numpy() >= t.core_x0_px.to_numpy())
+        & (cells.centroid_x_px.to_numpy() < t.core_x1_px.to_numpy())
+    ).all()
+
+
+def test_detection_against_ground_truth(he_run: Path, synthetic_he: Path) -> None:
+    cells = pd.read_parquet(he_run / "cells.parquet")
+    truth = pd.read_parquet(synthetic_he.with_name(synthetic_he.stem + ".nuclei.parquet"))
+    mpp = 0.5
+    ours = cells[["centroid_x_px", "centroid_y_px"]].to_numpy() * mpp
+    ref = truth[["centroid_x_px", "centroid_y_px"]].to_numpy() * mpp
+    ia, ib = _match(ours, ref, 4.0)  # 4 µm centroid match
+    precision, recall = len(ia) / len(ours), len(ib) / len(ref)
+    assert precision > 0.8 and recall > 0.8, (precision, recall)
+    # matched nuclei: areas agree with the drawn ones
+    rel = cells.nucleus_area_um2.to_numpy()[ia] / truth.area_um2.to_numpy()[ib] - 1
+    assert abs(np.median(rel)) < 0.2
+
+
+def test_results_do_not_depend_on_the_tile_grid(synthetic_he: Path) -> None:
+    slide = Slide(synthetic_he)
+    tissue = detect_tissue(slide)
+    params = CellParams(texture=False)
+    a = analyze_cells(
+        slide, make_tile_grid(slide, tissue, TilingParams(tile_size_px=512, overlap_px=64)), params
+    )
+    b = analyze_cells(
+        slide,
+        make_tile_grid(
+            slide, tissue, TilingParams(tile_size_px=700, overlap_px=64, offset_px=(230, 117))
+        ),
+        params,
+    )
+    pa = a[["centroid_x_px", "centroid_y_px"]].to_numpy()
+    pb = b[["centroid_x_px", "centroid_y_px"]].to_numpy()
+    ia, ib = _match(pa, pb, 0.5)
+    # the same cells come out of both tilings...
+    assert len(ia) >= 0.99 * max(len(a), len(b)), (len(a), len(b), len(ia))
+    # ...with the same measurements
+    for col in (
+        "nucleus_area_um2",
+        "nucleus_perimeter_um",
+        "nucleus_hematoxylin_od_mean",
+        "cell_area_um2",
+    ):
+        np.testing.assert_allclose(
+            a[col].to_numpy()[ia], b[col].to_numpy()[ib], rtol=1e-4, atol=1e-4
+        )
+
+
+def test_plain_image_at_another_pixel_size_maps_back_to_its_pixels(
+    synthetic_he: Path, tmp_path: Path
+) -> None:
+    """A 0.25 µm/px PNG is analysed at 0.5 µm/px; coordinates come back in its pixels."""
+    from PIL import Image
+
+    crop = Slide(synthetic_he).read_region((1024, 512), 0, (512, 512))
+    Image.fromarray(crop).save(tmp_path / "field_05.png")
+    Image.fromarray(crop).resize((1024, 1024), Image.Resampling.BICUBIC).save(
+        tmp_path / "field_025.png"
+    )
+    assert (
+        main(
+            [
+                "analyze",
+                str(tmp_path / "field_05.png"),
+                "--mpp",
+                "0.5",
+                "--out",
+                str(tmp_path / "a"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "analyze",
+                str(tmp_path / "field_025.png"),
+                "--mpp",
+                "0.25",
+                "--out",
+                str(tmp_path / "b"),
+            ]
+        )
+        == 0
+    )
+    a = pd.read_parquet(tmp_path / "a" / "cells.parquet")
+    b = pd.read_parquet(tmp_path / "b" / "cells.parquet")
+    assert len(a) > 20
+    assert abs(len(a) - len(b)) <= 0.1 * len(a)
+    # b's pixels are half the size: its coordinates are twice a's
+    pa = a[["centroid_x_px", "centroid_y_px"]].to_numpy() * 2 + 0.5
+    pb = b[["centroid_x_px", "centroid_y_px"]].to_numpy()
+    ia, _ = _match(pa, pb, 3.0)
+    assert len(ia) >= 0.85 * len(a)
+
+
+def test_blank_image_gives_an_empty_table_with_columns(tmp_path: Path) -> None:
+    from PIL import Image
+
+    Image.fromarray(np.full((600, 600, 3), 245, np.uint8)).save(tmp_path / "glass.png")
+    with pytest.warns(UserWarning, match="no tissue"):
+        assert (
+            main(
+                [
+                    "analyze",
+                    str(tmp_path / "glass.png"),
+                    "--mpp",
+                    "0.5",
+                    "--out",
+                    str(tmp_path / "o"),
+                ]
+            )
+            == 0
+        )
+    cells = pd.read_parquet(tmp_path / "o" / "cells.parquet")
+    assert len(cells) == 0
+    assert list(cells.columns) == [c.name for c in cell_table_columns(("hematoxylin", "eosin"))]
+    assert json.loads((tmp_path / "o" / "summary.json").read_text())["n_cells"] == 0
+
+
+def test_analyze_without_mpp_says_how(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+
+    Image.fromarray(np.full((64, 64, 3), 200, np.uint8)).save(tmp_path / "x.png")
+    assert main(["analyze", str(tmp_path / "x.png"), "--out", str(tmp_path / "o")]) == 2
+    assert "--mpp" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_progress_and_cancel(synthetic_he: Path) -> None:
+    slide = Slide(synthetic_he)
+    grid = make_tile_grid(slide, detect_tissue(slide), TilingParams(tile_size_px=512))
+    seen: list[tuple[int, int, int]] = []
+    with pytest.raises(Cancelled):
+        analyze_cells(
+            slide,
+            grid,
+            CellParams(texture=False),
+            progress=lambda d, t, n: seen.append((d, t, n)),
+            cancel=lambda: len(seen) >= 2,
+        )
+    assert [s[0] for s in seen] == [1, 2] and seen[0][1] == len(grid.selected)
+
+
+def test_measure_cells_is_exported() -> None:
+    import napari_gbm
+
+    labels = np.zeros((10, 10), np.int32)
+    labels[2:5, 2:6] = 3
+    table = napari_gbm.measure_cells(labels)
+    assert table.label.tolist() == [3]
+    assert table.area_px.tolist() == [12]
