@@ -23,16 +23,23 @@ def write_repeated_tile_slide(
     mpp: float = 0.25,
     downsamples: tuple[int, ...] = (1, 4, 16, 64, 256),
     tile_px: int = 256,
+    tile_rgb: np.ndarray | None = None,
 ) -> Path:
     """A square pyramidal JPEG-tiled TIFF of ``size_px`` per side whose every tile shows
-    a pink square (tissue) on near-white glass. Levels are separate ``subfiletype=1``
-    pages with resolution tags, the layout OpenSlide reads as ``generic-tiff``."""
+    ``tile_rgb`` (default: a pink square of tissue on near-white glass) at every level.
+    Levels are separate ``subfiletype=1`` pages with resolution tags, the layout OpenSlide
+    reads as ``generic-tiff``."""
     import imagecodecs
     import tifffile
 
-    tile = np.full((tile_px, tile_px, 3), 240, np.uint8)
-    q = tile_px // 4
-    tile[q : 3 * q, q : 3 * q] = (200, 120, 180)
+    if tile_rgb is None:
+        tile = np.full((tile_px, tile_px, 3), 240, np.uint8)
+        q = tile_px // 4
+        tile[q : 3 * q, q : 3 * q] = (200, 120, 180)
+    else:
+        tile = np.ascontiguousarray(tile_rgb[:tile_px, :tile_px, :3])
+        if tile.shape != (tile_px, tile_px, 3):
+            raise ValueError(f"tile_rgb must be at least {tile_px} x {tile_px} RGB")
     encoded = imagecodecs.jpeg8_encode(tile, level=90)
     path = Path(path)
     with tifffile.TiffWriter(path, bigtiff=True) as tw:
