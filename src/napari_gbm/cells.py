@@ -127,6 +127,7 @@ def analyze_cells(
     if not parts:
         return empty_cell_table(names)
     cells = pd.concat(parts, ignore_index=True)
+    parts.clear()
     cells.insert(0, "cell_id", np.arange(1, len(cells) + 1, dtype=np.int64))
     cells.insert(1, "slide_id", slide_id)
     mpp = grid.slide_mpp
@@ -165,9 +166,9 @@ def _tile_cells(
         )
         table = table.merge(tex, on="label", how="left")
     else:  # the columns stay, empty: one schema whatever the options
-        for feat in HARALICK:
-            for agg in ("mean", "range"):
-                table[f"nucleus_haralick_{feat}_{agg}"] = np.float32(np.nan)
+        names = [f"nucleus_haralick_{f}_{agg}" for f in HARALICK for agg in ("mean", "range")]
+        empty = pd.DataFrame(np.nan, index=table.index, columns=names, dtype=np.float32)
+        table = pd.concat([table, empty], axis=1)
     # tile pixels -> level-0 pixels of the slide (pixel centres: +0.5 before scaling)
     x0, y0 = float(tile.x0_px), float(tile.y0_px)
     s = grid.scale
@@ -183,4 +184,12 @@ def _tile_cells(
     table["centroid_x_px"] = cx[own]
     table["centroid_y_px"] = cy[own]
     table["tile_id"] = np.int64(tile.tile_id)
+    # measurements as float32 right away: the per-tile parts of a whole slide add up
+    # (the schema stores them so anyway; coordinates stay float64)
+    measures = [
+        c
+        for c in table.columns
+        if table[c].dtype == np.float64 and c not in ("centroid_x_px", "centroid_y_px")
+    ]
+    table[measures] = table[measures].astype(np.float32)
     return table.drop(columns=["label"])

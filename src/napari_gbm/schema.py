@@ -97,7 +97,7 @@ def conform_cell_table(
         )
     known = {c.name for c in cols}
     extra = [c for c in df.columns if c not in known]
-    out = df[[c.name for c in cols] + extra].copy()
+    out = df[[c.name for c in cols] + extra]  # a new frame already: no extra copy
     for c in cols:
         if str(out[c.name].dtype) != c.dtype:
             out[c.name] = out[c.name].astype(c.dtype)
