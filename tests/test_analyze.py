@@ -212,3 +212,49 @@ def test_measure_cells_is_exported() -> None:
     table = napari_gbm.measure_cells(labels)
     assert table.label.tolist() == [3]
     assert table.area_px.tolist() == [12]
+
+
+def test_streamed_parquet_equals_in_memory_table(synthetic_he: Path, tmp_path: Path) -> None:
+    from napari_gbm.cells import analyze_cells_to_parquet
+
+    slide = Slide(synthetic_he)
+    grid = make_tile_grid(
+        slide, detect_tissue(slide), TilingParams(tile_size_px=512, overlap_px=98)
+    )
+    params = CellParams(texture=False)
+    in_memory = analyze_cells(slide, grid, params, slide_id="s")
+    # tiny row groups, so the second pass has to stitch many of them
+    per_tile = analyze_cells_to_parquet(
+        slide,
+        grid,
+        tmp_path / "cells.parquet",
+        params,
+        slide_id="s",
+        row_group_rows=500,
+        metadata={"k": 1},
+    )
+    streamed = pd.read_parquet(tmp_path / "cells.parquet")
+    pd.testing.assert_frame_equal(streamed, in_memory, check_dtype=True)
+    assert per_tile.sum() == len(in_memory)
+    assert (np.bincount(in_memory.tile_id, minlength=len(per_tile)) == per_tile).all()
+    from napari_gbm.io import read_parquet_metadata
+
+    assert read_parquet_metadata(tmp_path / "cells.parquet") == {"k": 1}
+
+
+def test_cancelled_stream_leaves_nothing(synthetic_he: Path, tmp_path: Path) -> None:
+    from napari_gbm.cells import analyze_cells_to_parquet
+
+    slide = Slide(synthetic_he)
+    grid = make_tile_grid(slide, detect_tissue(slide), TilingParams(tile_size_px=512))
+    calls: list[int] = []
+    with pytest.raises(Cancelled):
+        analyze_cells_to_parquet(
+            slide,
+            grid,
+            tmp_path / "cells.parquet",
+            CellParams(texture=False),
+            progress=lambda d, t, n: calls.append(d),
+            cancel=lambda: len(calls) >= 3,
+        )
+    assert list(tmp_path.iterdir()) == []  # no table, no temporary folder

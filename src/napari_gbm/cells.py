@@ -13,14 +13,17 @@ with :class:`Cancelled` (nothing is written by this module).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from napari_gbm.features.neighbourhood import neighbourhood_features
+from napari_gbm.features.neighbourhood import NEIGHBOURHOOD_COLUMNS, neighbourhood_features
 from napari_gbm.schema import HARALICK, conform_cell_table, empty_cell_table
 from napari_gbm.segment import NucleusParams, segment_nuclei
 from napari_gbm.slide import Slide
@@ -95,7 +98,9 @@ def analyze_cells(
     progress: Callable[[int, int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> pd.DataFrame:
-    """Detect and measure every cell in the selected tiles of ``grid``.
+    """Detect and measure every cell in the selected tiles of ``grid``, in memory.
+
+    For whole slides written to disk, :func:`analyze_cells_to_parquet` keeps memory flat.
 
     Parameters
     ----------
@@ -110,8 +115,130 @@ def analyze_cells(
     """
     params = params or CellParams()
     stains = stain_vectors or stain_preset(params.stain)
+    parts = list(_cell_parts(slide, grid, params, stains, slide_id, progress, cancel))
+    if not parts:
+        return empty_cell_table(stains.names[:2])
+    cells = pd.concat(parts, ignore_index=True)
+    parts.clear()
+    nb = _neighbourhood(
+        cells["centroid_x_um"].to_numpy(), cells["centroid_y_um"].to_numpy(), params
+    )
+    for col in nb.columns:
+        cells[col] = nb[col].to_numpy()
+    return cells
+
+
+def analyze_cells_to_parquet(
+    slide: Slide,
+    grid: TileGrid,
+    path: str | Path,
+    params: CellParams | None = None,
+    *,
+    stain_vectors: StainVectors | None = None,
+    slide_id: str = "",
+    metadata: dict[str, Any] | None = None,
+    progress: Callable[[int, int, int], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+    row_group_rows: int = 65_536,
+) -> np.ndarray:
+    """Like :func:`analyze_cells`, but streamed to a Parquet file: memory holds one tile's
+    cells plus the centroids of all (for the neighbourhood features), whatever the slide
+    size. The file appears only when complete (atomic). Returns the cells per tile
+    (an array indexed by ``tile_id``)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from napari_gbm.io import METADATA_KEY, atomic_path
+
+    params = params or CellParams()
+    stains = stain_vectors or stain_preset(params.stain)
+    names = stains.names[:2]
+    schema = pa.Schema.from_pandas(empty_cell_table(names), preserve_index=False)
+    if metadata is not None:
+        schema = schema.with_metadata({METADATA_KEY: json.dumps(metadata, default=str).encode()})
+    per_tile = np.zeros(len(grid.tiles), np.int64)
+    xs: list[np.ndarray] = []
+    ys: list[np.ndarray] = []
+    path = Path(path)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".cells-") as tmp:
+        # pass 1: every tile's cells, neighbourhood columns still empty
+        first = Path(tmp) / "pass1.parquet"
+        with pq.ParquetWriter(first, schema) as writer:
+            buffer = _RowBuffer(writer, schema, row_group_rows)
+            for part in _cell_parts(slide, grid, params, stains, slide_id, progress, cancel):
+                per_tile += np.bincount(part["tile_id"].to_numpy(), minlength=len(per_tile))
+                xs.append(part["centroid_x_um"].to_numpy())
+                ys.append(part["centroid_y_um"].to_numpy())
+                buffer.add(part)
+            buffer.flush()
+        # pass 2: neighbourhood over all centroids, filled in row group by row group
+        x = np.concatenate(xs) if xs else np.zeros(0)
+        y = np.concatenate(ys) if ys else np.zeros(0)
+        xs.clear()
+        ys.clear()
+        nb = _neighbourhood(x, y, params)
+        with atomic_path(path) as final, pq.ParquetWriter(final, schema) as writer:
+            src = pq.ParquetFile(first)
+            offset = 0
+            for i in range(src.num_row_groups):
+                table = src.read_row_group(i)
+                n = table.num_rows
+                for col in nb.columns:
+                    j = table.schema.get_field_index(col)
+                    table = table.set_column(
+                        j, col, pa.array(nb[col].to_numpy()[offset : offset + n])
+                    )
+                writer.write_table(table)
+                offset += n
+            if src.num_row_groups == 0:
+                writer.write_table(schema.empty_table())
+    return per_tile
+
+
+class _RowBuffer:
+    """Collects per-tile tables and writes row groups of about ``rows`` rows."""
+
+    def __init__(self, writer: Any, schema: Any, rows: int) -> None:
+        self.writer, self.schema, self.rows = writer, schema, rows
+        self.parts: list[pd.DataFrame] = []
+        self.n = 0
+
+    def add(self, part: pd.DataFrame) -> None:
+        self.parts.append(part)
+        self.n += len(part)
+        if self.n >= self.rows:
+            self.flush()
+
+    def flush(self) -> None:
+        import pyarrow as pa
+
+        if self.parts:
+            df = pd.concat(self.parts, ignore_index=True)
+            self.writer.write_table(
+                pa.Table.from_pandas(df, schema=self.schema, preserve_index=False)
+            )
+        self.parts, self.n = [], 0
+
+
+def _neighbourhood(x: np.ndarray, y: np.ndarray, params: CellParams) -> pd.DataFrame:
+    return neighbourhood_features(
+        x, y, radius_um=params.neighbourhood_radius_um, max_edge_um=params.neighbourhood_max_edge_um
+    )
+
+
+def _cell_parts(
+    slide: Slide,
+    grid: TileGrid,
+    params: CellParams,
+    stains: StainVectors,
+    slide_id: str,
+    progress: Callable[[int, int, int], None] | None,
+    cancel: Callable[[], bool] | None,
+) -> Iterator[pd.DataFrame]:
+    """Each selected tile's owned cells as a schema-conformed table (``cell_id`` running
+    over the slide; neighbourhood columns NaN, filled by the caller)."""
     tiles = grid.selected
-    parts: list[pd.DataFrame] = []
+    names = stains.names[:2]
     n_cells = 0
     for done, tile in enumerate(tiles.itertuples(index=False)):
         if cancel is not None and cancel():
@@ -119,28 +246,23 @@ def analyze_cells(
         rgb = read_tile(slide, grid, tile._asdict())
         part = _tile_cells(rgb, tile, grid, stains, params)
         if len(part):
-            parts.append(part)
-            n_cells += len(part)
+            n = len(part)
+            part.insert(0, "cell_id", np.arange(n_cells + 1, n_cells + n + 1, dtype=np.int64))
+            part.insert(1, "slide_id", slide_id)
+            part["centroid_x_um"] = part["centroid_x_px"] * grid.slide_mpp
+            part["centroid_y_um"] = part["centroid_y_px"] * grid.slide_mpp
+            empty = pd.DataFrame(
+                {
+                    c: np.zeros(n, dtype=t) if t.startswith("int") else np.full(n, np.nan, t)
+                    for c, t in NEIGHBOURHOOD_COLUMNS.items()
+                },
+                index=part.index,
+            )
+            part = conform_cell_table(pd.concat([part, empty], axis=1), names)
+            n_cells += n
+            yield part
         if progress is not None:
             progress(done + 1, len(tiles), n_cells)
-    names = stains.names[:2]
-    if not parts:
-        return empty_cell_table(names)
-    cells = pd.concat(parts, ignore_index=True)
-    parts.clear()
-    cells.insert(0, "cell_id", np.arange(1, len(cells) + 1, dtype=np.int64))
-    cells.insert(1, "slide_id", slide_id)
-    mpp = grid.slide_mpp
-    cells["centroid_x_um"] = cells["centroid_x_px"] * mpp
-    cells["centroid_y_um"] = cells["centroid_y_px"] * mpp
-    nb = neighbourhood_features(
-        cells["centroid_x_um"].to_numpy(),
-        cells["centroid_y_um"].to_numpy(),
-        radius_um=params.neighbourhood_radius_um,
-        max_edge_um=params.neighbourhood_max_edge_um,
-    )
-    cells = pd.concat([cells, nb], axis=1)
-    return conform_cell_table(cells, names)
 
 
 def _tile_cells(

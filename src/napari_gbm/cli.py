@@ -231,9 +231,12 @@ def cmd_tile(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     import warnings
 
-    import numpy as np
-
-    from napari_gbm.cells import CellParams, analyze_cells, estimate_slide_stains, stain_preset
+    from napari_gbm.cells import (
+        CellParams,
+        analyze_cells_to_parquet,
+        estimate_slide_stains,
+        stain_preset,
+    )
     from napari_gbm.io import file_fingerprint, write_json, write_parquet
     from napari_gbm.segment import halo_um
     from napari_gbm.tiling import TilingParams, make_tile_grid
@@ -272,14 +275,6 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         stains = estimate_slide_stains(slide, tissue, args.stain)
     else:
         stains = stain_preset(args.stain)
-    cells = analyze_cells(
-        slide, grid, params, stain_vectors=stains, slide_id=slide.path.stem, progress=progress
-    )
-    print(file=sys.stderr)
-    tiles = grid.tiles.copy()
-    tiles["n_cells"] = np.bincount(cells["tile_id"].to_numpy(), minlength=len(tiles))[
-        : len(tiles)
-    ].astype(np.int64)
     area_mm2 = (
         tissue.tissue_area_mm2
         if tissue.mask.any()
@@ -296,19 +291,33 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             "stain_vectors": stains.to_dict(),
         },
     }
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    # cells stream to disk tile by tile: memory stays flat whatever the slide size
+    per_tile = analyze_cells_to_parquet(
+        slide,
+        grid,
+        out / "cells.parquet",
+        params,
+        stain_vectors=stains,
+        slide_id=slide.path.stem,
+        metadata=meta,
+        progress=progress,
+    )
+    print(file=sys.stderr)
+    n_cells = int(per_tile.sum())
+    tiles = grid.tiles.copy()
+    tiles["n_cells"] = per_tile
     summary = {
-        "n_cells": len(cells),
+        "n_cells": n_cells,
         "tissue_area_mm2": area_mm2,
-        "cell_density_per_mm2": len(cells) / area_mm2 if area_mm2 > 0 else None,
+        "cell_density_per_mm2": n_cells / area_mm2 if area_mm2 > 0 else None,
         **meta,
         "elapsed_s": round(time.perf_counter() - t_start, 3),
     }
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    write_parquet(cells, out / "cells.parquet", metadata=meta)
     write_parquet(tiles, out / "tiles.parquet", metadata=meta)
     write_json(summary, out / "summary.json")  # last: its presence marks a complete run
-    print(f"{slide.path.name}: {len(cells)} cells in {len(grid.selected)} tiles -> {out}")
+    print(f"{slide.path.name}: {n_cells} cells in {len(grid.selected)} tiles -> {out}")
     return 0
 
 

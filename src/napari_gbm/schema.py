@@ -53,7 +53,7 @@ def cell_table_columns(stains: Sequence[str] = ("hematoxylin", "eosin")) -> list
     """All columns of the cell table, in order, for a slide with these two stains."""
     cols = [
         Column("cell_id", "int64"),
-        Column("slide_id", "string"),
+        Column("slide_id", "str"),
         Column("tile_id", "int64"),
         Column("centroid_x_px", "float64", "px"),
         Column("centroid_y_px", "float64", "px"),
