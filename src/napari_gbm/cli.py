@@ -100,8 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "demo",
-        help="run the pipeline on the bundled sample data: the real CMU-1 slide and a "
-        "synthetic GBM H&E and Ki-67 slide (with ground truth)",
+        help="run the pipeline (tissue, tiles, cells) on the bundled sample data: the real "
+        "CMU-1 slide and a synthetic GBM H&E and Ki-67 slide (with ground truth)",
     )
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--size", type=int, default=4096, help="synthetic slide size in pixels (4096)")
@@ -351,15 +351,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    slides = [("cmu-1-small-region", cmu1_path())]
+    slides = [("cmu-1-small-region", cmu1_path(), "he")]
     for stain, name in (("he", "synthetic-gbm-he"), ("hdab", "synthetic-gbm-ki67")):
         path = out / f"{name}.tif"
         if not path.exists():
             print(f"generating {path.name} ({args.size} x {args.size} px, with ground truth) ...")
             make_synthetic_slide(path, size_px=(args.size, args.size), stain=stain, seed=0)
-        slides.append((name, path))
-    for name, path in slides:
-        cmd_tile(build_parser().parse_args(["tile", str(path), "--out", str(out / name)]))
+        slides.append((name, path, stain))
+    parser = build_parser()
+    for name, path, stain in slides:
+        folder = str(out / name)
+        cmd_tile(parser.parse_args(["tile", str(path), "--out", folder]))
+        cmd_analyze(parser.parse_args(["analyze", str(path), "--stain", stain, "--out", folder]))
     print(f"done: open {out}/*/overview.png, or the slides in napari (see README)")
     return 0
 
