@@ -120,3 +120,16 @@ def test_make_sample_rejects_tiny_size(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["make-sample", "--out", str(tmp_path / "x.tif"), "--size", "100"]) == 2
     assert "512" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_demo_runs_the_main_job(tmp_path: Path) -> None:
+    """README command 1: every sample gets an overview, a tile table and a cell table."""
+    assert main(["demo", "--out", str(tmp_path), "--size", "1024"]) == 0
+    for name in ("cmu-1-small-region", "synthetic-gbm-he", "synthetic-gbm-ki67"):
+        folder = tmp_path / name
+        summary = json.loads((folder / "summary.json").read_text())
+        cells = pd.read_parquet(folder / "cells.parquet")
+        assert summary["n_cells"] == len(cells) > 0
+        assert (folder / "overview.png").stat().st_size > 10_000
+    ki67 = json.loads((tmp_path / "synthetic-gbm-ki67" / "summary.json").read_text())
+    assert ki67["parameters"]["stain_vectors"]["names"][:2] == ["hematoxylin", "dab"]
