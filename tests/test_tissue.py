@@ -226,3 +226,13 @@ def test_synthetic_slides_against_their_drawn_tissue(
         "bottom": tm.mask[-strip:],
     }[truth["border"]["side"]]
     assert not edge.any()
+
+
+def test_sampled_on_a_thumbnail_grid() -> None:
+    mask = np.zeros((4, 4), bool)
+    mask[:2, :] = True  # top half of an 8 x 8 level-0 slide (mask pixel = 2 px)
+    tm = TissueMask(mask, 2.0, 0.5, False, 0.1, (8, 8))
+    np.testing.assert_array_equal(tm.sampled(2, 2), [[True, True], [False, False]])
+    thumb = tm.sampled(3, 5)  # non-square grid: rows by the slide's height
+    assert thumb.shape == (3, 5)
+    np.testing.assert_array_equal(thumb[:, 0], [True, False, False])

@@ -13,7 +13,6 @@ with :class:`Cancelled` (nothing is written by this module).
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -29,6 +28,7 @@ from napari_gbm.segment import NucleusParams, segment_nuclei
 from napari_gbm.slide import Slide
 from napari_gbm.stain import HDAB, HE, StainVectors
 from napari_gbm.tiling import TileGrid, read_tile
+from napari_gbm.tissue import TissueMask
 
 __all__ = ["Cancelled", "CellParams", "analyze_cells", "stain_preset"]
 
@@ -66,7 +66,7 @@ def stain_preset(stain: str) -> StainVectors:
 
 
 def estimate_slide_stains(
-    slide: Slide, tissue: Any, stain: str, *, pixel_um: float = 2.0
+    slide: Slide, tissue: TissueMask, stain: str, *, pixel_um: float = 2.0
 ) -> StainVectors:
     """Per-slide stain vectors (Macenko) from the tissue pixels of a low-resolution read
     (about ``pixel_um`` µm/px, at most 2048 px on the long side)."""
@@ -77,13 +77,7 @@ def estimate_slide_stains(
     f = min(mpp / pixel_um, 2048 / max(w, h), 1.0)
     ow, oh = max(1, round(w * f)), max(1, round(h * f))
     rgb = slide.read_downsampled((0, 0, w, h), (ow, oh))
-    ys = np.minimum((np.arange(oh) + 0.5) / f / tissue.downsample, tissue.mask.shape[0] - 1).astype(
-        int
-    )
-    xs = np.minimum((np.arange(ow) + 0.5) / f / tissue.downsample, tissue.mask.shape[1] - 1).astype(
-        int
-    )
-    inside = tissue.mask[np.ix_(ys, xs)]
+    inside = tissue.sampled(oh, ow)
     names = stain_preset(stain).names
     return estimate_macenko(rgb[inside], names=names)
 
@@ -148,14 +142,14 @@ def analyze_cells_to_parquet(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from napari_gbm.io import METADATA_KEY, atomic_path
+    from napari_gbm.io import METADATA_KEY, atomic_path, metadata_json
 
     params = params or CellParams()
     stains = stain_vectors or stain_preset(params.stain)
     names = stains.names[:2]
     schema = pa.Schema.from_pandas(empty_cell_table(names), preserve_index=False)
     if metadata is not None:
-        schema = schema.with_metadata({METADATA_KEY: json.dumps(metadata, default=str).encode()})
+        schema = schema.with_metadata({METADATA_KEY: metadata_json(metadata)})
     per_tile = np.zeros(len(grid.tiles), np.int64)
     xs: list[np.ndarray] = []
     ys: list[np.ndarray] = []

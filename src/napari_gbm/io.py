@@ -22,6 +22,7 @@ import pandas as pd
 __all__ = [
     "atomic_path",
     "file_fingerprint",
+    "metadata_json",
     "read_parquet_metadata",
     "write_json",
     "write_parquet",
@@ -65,11 +66,16 @@ def write_parquet(
     table = pa.Table.from_pandas(df, preserve_index=False)
     if metadata is not None:
         meta = dict(table.schema.metadata or {})
-        meta[METADATA_KEY] = json.dumps(metadata, default=_json_default).encode()
+        meta[METADATA_KEY] = metadata_json(metadata)
         table = table.replace_schema_metadata(meta)
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
     return Path(path)
+
+
+def metadata_json(metadata: dict[str, Any]) -> bytes:
+    """``metadata`` encoded for a Parquet schema (numpy scalars and paths converted)."""
+    return json.dumps(metadata, default=_json_default).encode()
 
 
 def read_parquet_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -35,14 +35,7 @@ def render_overview(
     img = slide.read_downsampled((0, 0, w0, h0), (tw, th)).astype(np.float32)
 
     if tissue is not None and tissue.mask.any():
-        # mask pixels to thumbnail pixels: nearest neighbour on the level-0 frame
-        ys = np.minimum(
-            ((np.arange(th) + 0.5) / f / tissue.downsample).astype(int), tissue.mask.shape[0] - 1
-        )
-        xs = np.minimum(
-            ((np.arange(tw) + 0.5) / f / tissue.downsample).astype(int), tissue.mask.shape[1] - 1
-        )
-        m = tissue.mask[np.ix_(ys, xs)]
+        m = tissue.sampled(th, tw)
         # outline only: a tint would change the stain colours a pathologist reads
         edge = m & ~ndi.binary_erosion(m, iterations=max(2, round(max(tw, th) / 600)))
         img[edge] = TISSUE_RGB

@@ -102,8 +102,3 @@ def conform_cell_table(
         if str(out[c.name].dtype) != c.dtype:
             out[c.name] = out[c.name].astype(c.dtype)
     return out
-
-
-def units(stains: Sequence[str] = ("hematoxylin", "eosin")) -> dict[str, str]:
-    """Column name -> unit, for documentation and export headers."""
-    return {c.name: c.unit for c in cell_table_columns(stains)}

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -343,13 +342,3 @@ class _LevelArray:
 
 def _reopen(path: str, mpp: float | None) -> Slide:
     return Slide(path, mpp=mpp)
-
-
-def open_slide_or_none(path: str | os.PathLike[str], **kwargs: Any) -> Slide | None:
-    """Open a slide, or return ``None`` (with a warning naming the reason) if it cannot
-    be read. For callers such as napari readers that must never raise."""
-    try:
-        return Slide(path, **kwargs)
-    except (SlideError, OSError, ValueError) as exc:
-        warnings.warn(str(exc), stacklevel=2)
-        return None

@@ -109,6 +109,16 @@ class TissueMask:
     def tissue_area_mm2(self) -> float:
         return self.tissue_area_um2 / 1e6
 
+    def sampled(self, height: int, width: int) -> np.ndarray:
+        """The mask on a ``height`` x ``width`` grid covering the slide (nearest mask
+        pixel to each grid pixel's centre): to overlay or select on a thumbnail."""
+        w0, h0 = self.slide_dimensions
+        ys = ((np.arange(height) + 0.5) * h0 / height / self.downsample).astype(int)
+        xs = ((np.arange(width) + 0.5) * w0 / width / self.downsample).astype(int)
+        ys = np.minimum(ys, self.mask.shape[0] - 1)
+        xs = np.minimum(xs, self.mask.shape[1] - 1)
+        return self.mask[np.ix_(ys, xs)]
+
     def fraction_in_boxes(self, boxes_l0: np.ndarray) -> np.ndarray:
         """Tissue fraction inside level-0 boxes ``(x0, y0, x1, y1)`` (rows of an (n, 4)
         array), by area, with partial mask pixels weighted by their overlap; area outside
