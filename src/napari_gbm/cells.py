@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from napari_gbm.biomarkers.ihc import NOT_APPLICABLE, PositivityParams, positive_class
 from napari_gbm.features.neighbourhood import NEIGHBOURHOOD_COLUMNS, neighbourhood_features
 from napari_gbm.schema import HARALICK, conform_cell_table, empty_cell_table
 from napari_gbm.segment import NucleusParams, segment_nuclei
@@ -89,6 +90,7 @@ def analyze_cells(
     *,
     stain_vectors: StainVectors | None = None,
     slide_id: str = "",
+    positivity: PositivityParams | None = None,
     progress: Callable[[int, int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> pd.DataFrame:
@@ -98,6 +100,8 @@ def analyze_cells(
 
     Parameters
     ----------
+    positivity : how ``positive_class`` grades cells (default: nucleus DAB OD mean at
+        0.2 / 0.4 / 0.6); cells of slides without DAB get -1 (not graded).
     progress : callable(tiles_done, tiles_total, cells_so_far), optional
     cancel : callable() -> bool, optional
         Checked before each tile; when it returns True, :class:`Cancelled` is raised.
@@ -109,7 +113,7 @@ def analyze_cells(
     """
     params = params or CellParams()
     stains = stain_vectors or stain_preset(params.stain)
-    parts = list(_cell_parts(slide, grid, params, stains, slide_id, progress, cancel))
+    parts = list(_cell_parts(slide, grid, params, stains, slide_id, positivity, progress, cancel))
     if not parts:
         return empty_cell_table(stains.names[:2])
     cells = pd.concat(parts, ignore_index=True)
@@ -131,6 +135,7 @@ def analyze_cells_to_parquet(
     stain_vectors: StainVectors | None = None,
     slide_id: str = "",
     metadata: dict[str, Any] | None = None,
+    positivity: PositivityParams | None = None,
     progress: Callable[[int, int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
     row_group_rows: int = 65_536,
@@ -159,7 +164,9 @@ def analyze_cells_to_parquet(
         first = Path(tmp) / "pass1.parquet"
         with pq.ParquetWriter(first, schema) as writer:
             buffer = _RowBuffer(writer, schema, row_group_rows)
-            for part in _cell_parts(slide, grid, params, stains, slide_id, progress, cancel):
+            for part in _cell_parts(
+                slide, grid, params, stains, slide_id, positivity, progress, cancel
+            ):
                 per_tile += np.bincount(part["tile_id"].to_numpy(), minlength=len(per_tile))
                 xs.append(part["centroid_x_um"].to_numpy())
                 ys.append(part["centroid_y_um"].to_numpy())
@@ -226,6 +233,7 @@ def _cell_parts(
     params: CellParams,
     stains: StainVectors,
     slide_id: str,
+    positivity: PositivityParams | None,
     progress: Callable[[int, int, int], None] | None,
     cancel: Callable[[], bool] | None,
 ) -> Iterator[pd.DataFrame]:
@@ -252,11 +260,18 @@ def _cell_parts(
                 },
                 index=part.index,
             )
+            empty["positive_class"] = _grade(part, positivity or PositivityParams())
             part = conform_cell_table(pd.concat([part, empty], axis=1), names)
             n_cells += n
             yield part
         if progress is not None:
             progress(done + 1, len(tiles), n_cells)
+
+
+def _grade(part: pd.DataFrame, positivity: PositivityParams) -> np.ndarray:
+    if positivity.column not in part:
+        return np.full(len(part), NOT_APPLICABLE, np.int8)
+    return positive_class(part[positivity.column].to_numpy(), positivity.thresholds)
 
 
 def _tile_cells(

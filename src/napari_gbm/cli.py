@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from collections.abc import Sequence
@@ -81,6 +80,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--estimate-stains",
         action="store_true",
         help="estimate this slide's stain vectors (Macenko) instead of QuPath's defaults",
+    )
+    p.add_argument(
+        "--thresholds",
+        default="0.2,0.4,0.6",
+        help="DAB positivity: three values for 1+/2+/3+ or one for positive/negative "
+        "(default 0.2,0.4,0.6, QuPath's)",
+    )
+    p.add_argument(
+        "--positivity-column",
+        default="nucleus_dab_od_mean",
+        help="the cell measurement graded for positivity (nucleus_dab_od_mean)",
     )
     _add_tiling_args(p)
     # the halo must cover everything a cell's detection depends on (segment.halo_um)
@@ -229,95 +239,55 @@ def cmd_tile(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    import warnings
-
-    from napari_gbm.cells import (
-        CellParams,
-        analyze_cells_to_parquet,
-        estimate_slide_stains,
-        stain_preset,
-    )
-    from napari_gbm.io import file_fingerprint, write_json, write_parquet
-    from napari_gbm.segment import halo_um
-    from napari_gbm.tiling import TilingParams, make_tile_grid
-    from napari_gbm.tissue import TissueParams, detect_tissue
+    from napari_gbm.biomarkers import BiomarkerParams, PositivityParams
+    from napari_gbm.cells import CellParams
+    from napari_gbm.pipeline import AnalyzeParams, analyze_slide, needed_overlap_px
+    from napari_gbm.tiling import TilingParams
+    from napari_gbm.tissue import TissueParams
 
     t_start = time.perf_counter()
-    params = CellParams(stain=args.stain, texture=not args.no_texture, n_threads=args.threads)
-    needed = math.ceil(halo_um(params.nucleus) / args.target_mpp)
-    tiling = TilingParams(
-        target_mpp=args.target_mpp,
-        tile_size_px=args.tile_size,
-        overlap_px=needed if args.overlap is None else args.overlap,
-        min_tissue_fraction=args.min_tissue,
+    cells = CellParams(stain=args.stain, texture=not args.no_texture, n_threads=args.threads)
+    try:
+        thresholds = tuple(_positive_float(v) for v in args.thresholds.split(","))
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"--thresholds: {exc} (give e.g. 0.2,0.4,0.6 or 0.3)") from None
+    params = AnalyzeParams(
+        cells=cells,
+        tiling=TilingParams(
+            target_mpp=args.target_mpp,
+            tile_size_px=args.tile_size,
+            overlap_px=(
+                needed_overlap_px(cells, args.target_mpp) if args.overlap is None else args.overlap
+            ),
+            min_tissue_fraction=args.min_tissue,
+        ),
+        tissue=TissueParams(resolution_um=args.tissue_resolution),
+        biomarkers=BiomarkerParams(
+            positivity=PositivityParams(column=args.positivity_column, thresholds=thresholds)
+        ),
+        estimate_stains=args.estimate_stains,
     )
-    slide = _open(args.path, args.mpp)
-    slide.require_mpp()
-    tissue = detect_tissue(slide, TissueParams(resolution_um=args.tissue_resolution))
-    grid = make_tile_grid(slide, tissue, tiling)
-    if grid.selected.empty:
-        # a camera field or a pale image: analyse all of it; glass yields no nuclei anyway
-        warnings.warn(
-            f"{slide.path.name}: no tissue found; analysing the whole image", stacklevel=1
-        )
-        grid = make_tile_grid(slide, None, tiling)
+    name = args.path.name
 
     def progress(done: int, total: int, n_cells: int) -> None:
         rate = n_cells / max(time.perf_counter() - t_start, 1e-9)
         print(
-            f"\r{slide.path.name}: tile {done}/{total}, {n_cells} cells ({rate:.0f}/s)",
+            f"\r{name}: tile {done}/{total}, {n_cells} cells ({rate:.0f}/s)",
             end="",
             file=sys.stderr,
             flush=True,
         )
 
-    if args.estimate_stains and tissue.mask.any():
-        stains = estimate_slide_stains(slide, tissue, args.stain)
-    else:
-        stains = stain_preset(args.stain)
-    area_mm2 = (
-        tissue.tissue_area_mm2
-        if tissue.mask.any()
-        else slide.dimensions[0] * slide.dimensions[1] * slide.require_mpp() ** 2 / 1e6
-    )
-    meta = {
-        "software": {"napari_gbm": __version__},
-        "input": {"path": str(slide.path), **file_fingerprint(slide.path)},
-        "slide": slide.info(),
-        "parameters": {
-            "cells": params.to_dict(),
-            "tiling": grid.metadata(),
-            "tissue": tissue.summary(),
-            "stain_vectors": stains.to_dict(),
-        },
-    }
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    # cells stream to disk tile by tile: memory stays flat whatever the slide size
-    per_tile = analyze_cells_to_parquet(
-        slide,
-        grid,
-        out / "cells.parquet",
-        params,
-        stain_vectors=stains,
-        slide_id=slide.path.stem,
-        metadata=meta,
-        progress=progress,
-    )
+    summary = analyze_slide(args.path, args.out, params, mpp=args.mpp, progress=progress)
     print(file=sys.stderr)
-    n_cells = int(per_tile.sum())
-    tiles = grid.tiles.copy()
-    tiles["n_cells"] = per_tile
-    summary = {
-        "n_cells": n_cells,
-        "tissue_area_mm2": area_mm2,
-        "cell_density_per_mm2": n_cells / area_mm2 if area_mm2 > 0 else None,
-        **meta,
-        "elapsed_s": round(time.perf_counter() - t_start, 3),
-    }
-    write_parquet(tiles, out / "tiles.parquet", metadata=meta)
-    write_json(summary, out / "summary.json")  # last: its presence marks a complete run
-    print(f"{slide.path.name}: {n_cells} cells in {len(grid.selected)} tiles -> {out}")
+    line = f"{name}: {summary['n_cells']} cells"
+    if summary.get("cell_density_per_mm2") is not None:
+        line += f", {summary['cell_density_per_mm2']:.0f} cells/mm²"
+    if summary.get("positive_percent") is not None:
+        line += f", positive {summary['positive_percent']:.1f} %"
+    if summary.get("h_score") is not None:
+        line += f", H-score {summary['h_score']:.0f}"
+    print(f"{line} -> {args.out}")
     return 0
 
 

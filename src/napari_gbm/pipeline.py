@@ -1,15 +1,38 @@
 """The slide pipeline, one step per function, shared by the CLI, the widgets and dask.
 
-So far: tissue detection and tiling (:func:`tile_slide`).
+- :func:`tile_slide`: tissue detection and the tile grid;
+- :func:`analyze_slide`: the whole analysis of one slide into an output folder (tissue,
+  tiles, cells, features, biomarkers), as ``napari-gbm analyze`` and each cohort task run it;
+- :func:`is_complete`: whether an output folder holds a finished analysis.
 """
 
 from __future__ import annotations
 
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_gbm.biomarkers.whole_slide import BiomarkerParams
+from napari_gbm.cells import CellParams
+from napari_gbm.segment import halo_um
 from napari_gbm.slide import Slide, SlideError
 from napari_gbm.tiling import TileGrid, TilingParams, make_tile_grid
 from napari_gbm.tissue import TissueMask, TissueParams, detect_tissue
 
-__all__ = ["NoTissueError", "tile_slide"]
+__all__ = [
+    "OUTPUT_FILES",
+    "AnalyzeParams",
+    "NoTissueError",
+    "analyze_slide",
+    "is_complete",
+    "needed_overlap_px",
+    "tile_slide",
+]
 
 
 class NoTissueError(SlideError):
@@ -47,3 +70,163 @@ def tile_slide(
             "lower the minimum tissue fraction",
         )
     return tissue, grid
+
+
+# --- the whole per-slide analysis: what `napari-gbm analyze` and each cohort task run ---
+
+#: files of a complete analysis folder; summary.json is written last and marks completion
+OUTPUT_FILES = ("cells.parquet", "tiles.parquet", "maps.npz", "overview.png", "summary.json")
+
+
+@dataclass(frozen=True)
+class AnalyzeParams:
+    """Every parameter of a slide analysis. ``tiling=None`` uses the default grid (0.5 µm/px,
+    1024 px tiles) with the halo that nucleus detection needs (:func:`halo_um`)."""
+
+    cells: CellParams = field(default_factory=CellParams)
+    tiling: TilingParams | None = None
+    tissue: TissueParams = field(default_factory=TissueParams)
+    biomarkers: BiomarkerParams = field(default_factory=BiomarkerParams)
+    estimate_stains: bool = False
+
+    def resolved_tiling(self) -> TilingParams:
+        if self.tiling is not None:
+            return self.tiling
+        return TilingParams(overlap_px=needed_overlap_px(self.cells, TilingParams().target_mpp))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["tiling"] = asdict(self.resolved_tiling())
+        return d
+
+
+def needed_overlap_px(cells: CellParams, target_mpp: float) -> int:
+    """The halo (pixels at ``target_mpp``) that makes cells independent of the tile grid."""
+    return math.ceil(halo_um(cells.nucleus) / target_mpp)
+
+
+def analyze_slide(
+    source: str | Path | Slide,
+    out: str | Path,
+    params: AnalyzeParams | None = None,
+    *,
+    mpp: float | None = None,
+    slide_id: str | None = None,
+    progress: Callable[[int, int, int], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
+    """Analyse one slide into the folder ``out``: tissue, tiles, every cell and its
+    features, biomarkers per cell / tile / slide.
+
+    Writes ``cells.parquet``, ``tiles.parquet`` (per-tile biomarkers), ``maps.npz``
+    (biomarker maps on a grid in µm), ``overview.png``, ``tissue_mask.png`` and, last,
+    ``summary.json`` (slide biomarkers, parameters, versions, input checksum). Each file
+    is written atomically, and ``summary.json`` only once all others are complete, so a
+    folder with a ``summary.json`` is a complete analysis (:func:`is_complete`).
+
+    Returns the summary. Raises :class:`SlideError` for an unreadable slide or one
+    without a pixel size (pass ``mpp``), ``Cancelled`` when ``cancel()`` turns true.
+    """
+    import warnings
+
+    import pyarrow.parquet as pq
+
+    from napari_gbm import __version__
+    from napari_gbm.biomarkers.whole_slide import CELL_COLUMNS, slide_biomarkers
+    from napari_gbm.cells import analyze_cells_to_parquet, estimate_slide_stains, stain_preset
+    from napari_gbm.io import atomic_path, file_fingerprint, write_json, write_parquet, write_png
+    from napari_gbm.overview import render_overview
+
+    t_start = time.perf_counter()
+    params = params or AnalyzeParams()
+    slide = source if isinstance(source, Slide) else Slide(source, mpp=mpp)
+    slide_mpp = slide.require_mpp()
+    slide_id = slide_id or slide.path.stem
+    tissue = detect_tissue(slide, params.tissue)
+    tiling = params.resolved_tiling()
+    grid = make_tile_grid(slide, tissue, tiling)
+    whole_image = grid.selected.empty
+    if whole_image:
+        # a camera field or a pale image: analyse all of it; glass yields no nuclei anyway
+        warnings.warn(
+            f"{slide.path.name}: no tissue found; analysing the whole image", stacklevel=2
+        )
+        grid = make_tile_grid(slide, None, tiling)
+    stain = params.cells.stain
+    if params.estimate_stains and tissue.mask.any():
+        stains = estimate_slide_stains(slide, tissue, stain)
+    else:
+        stains = stain_preset(stain)
+    meta: dict[str, Any] = {
+        "software": {"napari_gbm": __version__},
+        "slide_id": slide_id,
+        "input": {"path": str(slide.path), **file_fingerprint(slide.path)},
+        "slide": slide.info(),
+        "parameters": {
+            **params.to_dict(),
+            "tiling_grid": grid.metadata(),
+            "tissue_summary": tissue.summary(),
+            "stain_vectors": stains.to_dict(),
+        },
+    }
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").unlink(missing_ok=True)  # re-running: the folder is incomplete now
+    analyze_cells_to_parquet(
+        slide,
+        grid,
+        out / "cells.parquet",
+        params.cells,
+        stain_vectors=stains,
+        slide_id=slide_id,
+        metadata=meta,
+        positivity=params.biomarkers.positivity,
+        progress=progress,
+        cancel=cancel,
+    )
+    cells = pq.read_table(out / "cells.parquet", columns=[*CELL_COLUMNS, "positive_class"])
+    w0, h0 = slide.dimensions
+    mask = np.ones((1, 1), bool) if whole_image else tissue.mask
+    bm = slide_biomarkers(
+        cells.to_pandas(), grid.tiles, mask, (w0 * slide_mpp, h0 * slide_mpp), params.biomarkers
+    )
+    del cells
+    write_parquet(bm.tiles, out / "tiles.parquet", metadata=meta)
+    with atomic_path(out / "maps.npz") as tmp, open(tmp, "wb") as fh:
+        arrays: dict[str, Any] = {"bin_um": np.float64(bm.maps.bin_um), **bm.maps.maps}
+        np.savez_compressed(fh, **arrays)
+    write_png((tissue.mask * 255).astype("uint8"), out / "tissue_mask.png")
+    write_png(render_overview(slide, tissue, grid), out / "overview.png")
+    summary = {
+        "slide_id": slide_id,
+        **bm.summary,
+        "whole_image_analysed": whole_image,
+        **meta,
+        "elapsed_s": round(time.perf_counter() - t_start, 3),
+    }
+    write_json(summary, out / "summary.json")  # last: its presence marks a complete run
+    return summary
+
+
+def is_complete(out: str | Path, source: str | Path | None = None) -> bool:
+    """Whether ``out`` holds a complete analysis (of ``source``, when given: same file
+    size and checksum as when it was analysed)."""
+    import json
+
+    out = Path(out)
+    if not all((out / name).is_file() for name in OUTPUT_FILES):
+        return False
+    try:
+        summary = json.loads((out / "summary.json").read_text())
+    except (OSError, ValueError):
+        return False
+    if source is None:
+        return True
+    from napari_gbm.io import file_fingerprint
+
+    recorded = summary.get("input", {})
+    try:
+        now = file_fingerprint(source)
+    except OSError:
+        return False
+    return bool(recorded.get("digest") == now["digest"] and recorded.get("size") == now["size"])

@@ -70,6 +70,8 @@ def cell_table_columns(stains: Sequence[str] = ("hematoxylin", "eosin")) -> list
         cols += [Column(f"nucleus_haralick_{feat}_{agg}", "float32") for agg in ("mean", "range")]
     units = {"delaunay_neighbours": "", "density_per_mm2": "1/mm²"}
     cols += [Column(n, t, units.get(n, "µm")) for n, t in NEIGHBOURHOOD_COLUMNS.items()]
+    # DAB grade (napari_gbm.biomarkers.ihc): -1 not graded (no DAB), 0 negative, 1-3 = 1+..3+
+    cols.append(Column("positive_class", "int8"))
     return cols
 
 

@@ -1,0 +1,37 @@
+"""Tissue biomarkers from the cell table: IHC scores (Ki-67 index, H-score, Allred),
+densities, hotspots, nuclear pleomorphism, necrosis and pseudopalisades, region classes,
+heterogeneity, and maps to show over the slide."""
+
+from napari_gbm.biomarkers.ihc import (
+    NOT_APPLICABLE,
+    POSITIVE_CLASS_NAMES,
+    PositivityParams,
+    allred_score,
+    ihc_scores,
+    positive_class,
+)
+from napari_gbm.biomarkers.spatial import GridMaps, SpatialParams, spatial_biomarkers
+from napari_gbm.biomarkers.whole_slide import (
+    REGION_CLASSES,
+    BiomarkerParams,
+    SlideBiomarkers,
+    slide_biomarkers,
+    tile_map,
+)
+
+__all__ = [
+    "NOT_APPLICABLE",
+    "POSITIVE_CLASS_NAMES",
+    "REGION_CLASSES",
+    "BiomarkerParams",
+    "GridMaps",
+    "PositivityParams",
+    "SlideBiomarkers",
+    "SpatialParams",
+    "allred_score",
+    "ihc_scores",
+    "positive_class",
+    "slide_biomarkers",
+    "spatial_biomarkers",
+    "tile_map",
+]

@@ -1,0 +1,123 @@
+"""IHC scoring: per-cell DAB grades and the scores pathologists read from them.
+
+Formulas as QuPath computes them (REFERENCE.md, "IHC scoring formulas"): with n0 negative
+cells and n1, n2, n3 cells at 1+, 2+, 3+ (N = n0 + n1 + n2 + n3, P = n1 + n2 + n3):
+
+- positive % (the Ki-67 labelling index) = 100 P / N;
+- H-score (0-300) = 100 (n1 + 2 n2 + 3 n3) / N;
+- Allred = proportion score (0 none, 1 < 1 %, 2 1-10 %, 3 10-33 %, 4 33-66 %, 5 >= 2/3)
+  + intensity score of the positives' mean grade m = (n1 + 2 n2 + 3 n3) / P (1 if m <= 5/3,
+  2 if m <= 7/3, else 3); 0 when nothing is positive, otherwise 2-8.
+
+With a single threshold there are no grades: cells are 0 (negative) or 1 (positive),
+positive % is defined, H-score and Allred are not (``None``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "NOT_APPLICABLE",
+    "POSITIVE_CLASS_NAMES",
+    "PositivityParams",
+    "allred_score",
+    "ihc_scores",
+    "positive_class",
+]
+
+#: ``positive_class`` of a cell that was not graded (no DAB stain, e.g. an H&E slide).
+NOT_APPLICABLE = -1
+POSITIVE_CLASS_NAMES = {-1: "not graded", 0: "negative", 1: "1+", 2: "2+", 3: "3+"}
+
+
+@dataclass(frozen=True)
+class PositivityParams:
+    """Which measurement grades a cell, and where the grade boundaries lie.
+
+    ``thresholds``: three increasing values give grades 0/1+/2+/3+ (QuPath's default
+    0.2 / 0.4 / 0.6 on nucleus DAB OD mean); one value gives negative / positive.
+    """
+
+    column: str = "nucleus_dab_od_mean"
+    thresholds: tuple[float, ...] = (0.2, 0.4, 0.6)
+
+    def __post_init__(self) -> None:
+        t = tuple(float(v) for v in self.thresholds)
+        if len(t) not in (1, 3):
+            raise ValueError(
+                f"give one positivity threshold or three (1+/2+/3+), got {len(t)}: {t}"
+            )
+        if any(not np.isfinite(v) for v in t) or any(b <= a for a, b in itertools.pairwise(t)):
+            raise ValueError(f"positivity thresholds must be finite and increasing, got {t}")
+        object.__setattr__(self, "thresholds", t)
+
+    @property
+    def graded(self) -> bool:
+        return len(self.thresholds) == 3
+
+
+def positive_class(values: Any, thresholds: Sequence[float] = (0.2, 0.4, 0.6)) -> np.ndarray:
+    """Grade of each cell (int8): the number of thresholds its value reaches (``>=``).
+
+    NaN values (a cell without that measurement) get :data:`NOT_APPLICABLE`.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    t = np.asarray(PositivityParams(thresholds=tuple(thresholds)).thresholds)
+    grade = np.searchsorted(t, v, side="right").astype(np.int8)
+    grade[np.isnan(v)] = NOT_APPLICABLE
+    return grade
+
+
+def allred_score(positive_fraction: float, mean_grade: float) -> tuple[int, int, int]:
+    """(proportion score, intensity score, total) from the positive fraction (0-1) and the
+    positives' mean grade (1-3)."""
+    p = float(positive_fraction)
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"positive fraction must lie in [0, 1], got {p}")
+    if p == 0.0:
+        return 0, 0, 0
+    proportion = 1 if p < 0.01 else 2 if p <= 0.10 else 3 if p <= 1 / 3 else 4 if p < 2 / 3 else 5
+    intensity = 1 if mean_grade <= 5 / 3 else 2 if mean_grade <= 7 / 3 else 3
+    return proportion, intensity, proportion + intensity
+
+
+def ihc_scores(classes: Any, *, graded: bool = True) -> dict[str, Any]:
+    """Counts and scores of a set of cells from their ``positive_class``.
+
+    Cells with class :data:`NOT_APPLICABLE` are left out. With no graded cell, every score
+    is ``None`` (never 0: an H&E slide has no Ki-67 index, not an index of zero).
+    """
+    c = np.asarray(classes)
+    c = c[c >= 0]
+    counts = np.bincount(c.astype(np.int64), minlength=4)[:4] if c.size else np.zeros(4, int)
+    n = int(counts.sum())
+    n_pos = int(counts[1:].sum())
+    out: dict[str, Any] = {
+        "n_graded": n,
+        "n_negative": int(counts[0]),
+        "n_1plus": int(counts[1]),
+        "n_2plus": int(counts[2]),
+        "n_3plus": int(counts[3]),
+        "n_positive": n_pos,
+        "positive_percent": None,
+        "h_score": None,
+        "allred_proportion": None,
+        "allred_intensity": None,
+        "allred_score": None,
+    }
+    if n == 0:
+        return out
+    out["positive_percent"] = 100.0 * n_pos / n
+    if graded:
+        weighted = int(counts[1] + 2 * counts[2] + 3 * counts[3])
+        out["h_score"] = 100.0 * weighted / n
+        mean_grade = weighted / n_pos if n_pos else 0.0
+        prop, inten, total = allred_score(n_pos / n, mean_grade)
+        out.update(allred_proportion=prop, allred_intensity=inten, allred_score=total)
+    return out

@@ -1,0 +1,282 @@
+"""Per-tile and per-slide biomarkers from a cell table, a tile table and the tissue mask.
+
+Densities are per mm² of tissue (a tile's tissue area = its core area x its tissue
+fraction). Each tile gets a region class from its biomarkers:
+
+=====  ==================  ==========================================================
+code   name                rule (first that applies)
+=====  ==================  ==========================================================
+0      background          no tissue (tissue fraction < 5 %) or tile not analysed
+3      necrosis            necrosis covers >= 50 % of its tissue
+4      pseudopalisading    dense rims around necrosis cover >= 15 % of its tissue
+1      cellular_tumour     cell density >= 2,500 / mm²
+2      infiltrating        the rest: viable tissue with fewer cells (infiltrating or
+                           leading edge, normal brain)
+=====  ==================  ==========================================================
+
+(classes named after the Ivy GAP anatomic regions; 2,500 / mm² lies under viable GBM's
+2,700-5,800 and above infiltrated brain's ~1,000-2,000, REFERENCE.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from napari_gbm.biomarkers.heterogeneity import morans_i, spread
+from napari_gbm.biomarkers.ihc import PositivityParams, ihc_scores, positive_class
+from napari_gbm.biomarkers.pleomorphism import GIANT_NUCLEUS_UM2, pleomorphism
+from napari_gbm.biomarkers.spatial import GridMaps, SpatialParams, spatial_biomarkers
+
+__all__ = [
+    "REGION_CLASSES",
+    "BiomarkerParams",
+    "SlideBiomarkers",
+    "slide_biomarkers",
+    "tile_map",
+]
+
+REGION_CLASSES = {
+    0: "background",
+    1: "cellular_tumour",
+    2: "infiltrating",
+    3: "necrosis",
+    4: "pseudopalisading",
+}
+
+#: cell-table columns the biomarkers read (``positivity.column`` besides)
+CELL_COLUMNS = (
+    "tile_id",
+    "centroid_x_um",
+    "centroid_y_um",
+    "nucleus_area_um2",
+    "nucleus_circularity",
+)
+
+#: per-tile biomarkers whose spread and Moran's I describe the slide's heterogeneity
+HETEROGENEITY_OF = ("cell_density_per_mm2", "positive_percent", "nucleus_area_um2_mean")
+
+
+@dataclass(frozen=True)
+class BiomarkerParams:
+    positivity: PositivityParams = field(default_factory=PositivityParams)
+    spatial: SpatialParams = field(default_factory=SpatialParams)
+    giant_nucleus_um2: float = GIANT_NUCLEUS_UM2
+    cellular_min_density_per_mm2: float = 2500.0
+    min_tissue_fraction: float = 0.05
+    necrosis_tile_fraction: float = 0.5
+    palisade_tile_fraction: float = 0.15
+    heterogeneity_min_cells: int = 20
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class SlideBiomarkers:
+    """``tiles``: the tile table with per-tile biomarkers; ``summary``: slide-level values
+    (JSON-ready; None where undefined); ``maps``: fine per-bin maps."""
+
+    tiles: pd.DataFrame
+    summary: dict[str, Any]
+    maps: GridMaps
+
+
+def _positivity(cells: pd.DataFrame, params: BiomarkerParams) -> np.ndarray:
+    col = params.positivity.column
+    if "positive_class" in cells and col not in cells:
+        return cells["positive_class"].to_numpy().astype(np.int8)
+    if col not in cells:
+        return np.full(len(cells), -1, np.int8)  # e.g. H&E: nothing to grade
+    return positive_class(cells[col].to_numpy(), params.positivity.thresholds)
+
+
+def slide_biomarkers(
+    cells: pd.DataFrame,
+    tiles: pd.DataFrame,
+    tissue_mask: np.ndarray,
+    slide_size_um: tuple[float, float],
+    params: BiomarkerParams | None = None,
+) -> SlideBiomarkers:
+    """Biomarkers of one slide.
+
+    Parameters
+    ----------
+    cells : the cell table (at least :data:`CELL_COLUMNS` and the positivity column, or a
+        ``positive_class`` column).
+    tiles : the tile table (``tiles.parquet`` of the tiling).
+    tissue_mask : bool array covering the whole slide at low resolution.
+    slide_size_um : (width, height) of level 0 in µm.
+    """
+    params = params or BiomarkerParams()
+    missing = [c for c in CELL_COLUMNS if c not in cells.columns]
+    if missing:
+        raise ValueError(
+            f"the cell table lacks {missing}; it has {list(cells.columns)[:10]} ... "
+            "(is it a napari-gbm cells.parquet?)"
+        )
+    classes = _positivity(cells, params)
+    graded = bool((classes >= 0).any())
+    x = cells["centroid_x_um"].to_numpy()
+    y = cells["centroid_y_um"].to_numpy()
+    maps = spatial_biomarkers(
+        x,
+        y,
+        tissue_mask,
+        slide_size_um,
+        positive=(classes > 0) if graded else None,
+        params=params.spatial,
+    )
+    tiles = _tile_table(cells, classes, tiles, maps, params, graded)
+
+    tissue_mm2 = float(tiles["tissue_area_mm2"].sum())
+    total_mask_mm2 = float(tissue_mask.mean() * slide_size_um[0] * slide_size_um[1] / 1e6)
+    n = len(cells)
+    summary: dict[str, Any] = {
+        "n_cells": n,
+        "tissue_area_mm2": total_mask_mm2,
+        "analysed_tissue_area_mm2": tissue_mm2,
+        "cell_density_per_mm2": n / tissue_mm2 if tissue_mm2 > 0 else None,
+    }
+    scores = ihc_scores(classes, graded=params.positivity.graded)
+    summary.update(scores)
+    summary["positive_cells_per_mm2"] = (
+        scores["n_positive"] / tissue_mm2 if graded and tissue_mm2 > 0 else None
+    )
+    summary.update(maps.summary)
+    summary.update(
+        pleomorphism(
+            cells["nucleus_area_um2"].to_numpy(),
+            cells["nucleus_circularity"].to_numpy(),
+            giant_um2=params.giant_nucleus_um2,
+        )
+    )
+    sel = tiles[tiles["region_class"] > 0]
+    for code, name in REGION_CLASSES.items():
+        if code:
+            area = float(sel.loc[sel["region_class"] == code, "tissue_area_mm2"].sum())
+            summary[f"region_{name}_fraction"] = area / tissue_mm2 if tissue_mm2 > 0 else None
+    summary["heterogeneity"] = _heterogeneity(tiles, params)
+    summary["positive_class_names"] = {
+        "-1": "not graded",
+        "0": "negative",
+        "1": "1+",
+        "2": "2+",
+        "3": "3+",
+    }
+    summary["region_classes"] = {str(k): v for k, v in REGION_CLASSES.items()}
+    return SlideBiomarkers(tiles, summary, maps)
+
+
+def _tile_table(
+    cells: pd.DataFrame,
+    classes: np.ndarray,
+    tiles: pd.DataFrame,
+    maps: GridMaps,
+    params: BiomarkerParams,
+    graded: bool,
+) -> pd.DataFrame:
+    t = tiles.copy()
+    n_t = len(t)
+    ids = t["tile_id"].to_numpy()
+    if n_t and not np.array_equal(ids, np.arange(n_t)):
+        raise ValueError("tile_id must run 0..n-1 in row order (a napari-gbm tiles table)")
+    tid = cells["tile_id"].to_numpy().astype(np.int64)
+    if tid.size and (tid.min() < 0 or tid.max() >= n_t):
+        raise ValueError("cells refer to tile ids the tile table does not have")
+    t["tissue_area_mm2"] = (
+        t["core_width_um"] * t["core_height_um"] * t["tissue_fraction"] / 1e6
+    ).where(t["selected"], 0.0)
+    area = t["tissue_area_mm2"].to_numpy()
+    n = np.bincount(tid, minlength=n_t).astype(np.int64)
+    t["n_cells"] = n
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t["cell_density_per_mm2"] = np.where(area > 0, n / area, np.nan)
+        grades = np.stack([np.bincount(tid[classes == g], minlength=n_t) for g in range(4)], axis=1)
+        n_graded = grades.sum(1)
+        n_pos = grades[:, 1:].sum(1)
+        t["n_positive"] = n_pos if graded else 0
+        nan = np.full(n_t, np.nan)
+        t["positive_percent"] = (
+            np.where(n_graded > 0, 100 * n_pos / n_graded, np.nan) if graded else nan
+        )
+        hs = 100 * (grades[:, 1] + 2 * grades[:, 2] + 3 * grades[:, 3]) / n_graded
+        t["h_score"] = (
+            np.where(n_graded > 0, hs, np.nan) if graded and params.positivity.graded else nan
+        )
+        t["positive_cells_per_mm2"] = np.where(area > 0, n_pos / area, np.nan) if graded else nan
+        a = cells["nucleus_area_um2"].to_numpy().astype(np.float64)
+        s1 = np.bincount(tid, weights=a, minlength=n_t)
+        s2 = np.bincount(tid, weights=a * a, minlength=n_t)
+        mean = s1 / n
+        var = (s2 - n * mean**2) / np.maximum(n - 1, 1)
+        t["nucleus_area_um2_mean"] = np.where(n > 0, mean, np.nan)
+        t["nucleus_area_um2_cv"] = np.where(n > 1, np.sqrt(np.maximum(var, 0)) / mean, np.nan)
+        t["giant_nucleus_fraction"] = np.where(
+            n > 0, np.bincount(tid[a >= params.giant_nucleus_um2], minlength=n_t) / n, np.nan
+        )
+    b = maps.bin_um
+    for name in ("necrosis", "pseudopalisade"):
+        t[f"{name}_fraction"] = _box_mean(maps.maps[name], maps.maps["cell_density_per_mm2"], t, b)
+    region = np.where(
+        t["cell_density_per_mm2"].fillna(0) >= params.cellular_min_density_per_mm2, 1, 2
+    )
+    region = np.where(
+        t["pseudopalisade_fraction"].fillna(0) >= params.palisade_tile_fraction, 4, region
+    )
+    region = np.where(t["necrosis_fraction"].fillna(0) >= params.necrosis_tile_fraction, 3, region)
+    bg = ~t["selected"].to_numpy() | (t["tissue_fraction"].to_numpy() < params.min_tissue_fraction)
+    t["region_class"] = np.where(bg, 0, region).astype(np.int8)
+    t["region_name"] = pd.Series(t["region_class"].map(REGION_CLASSES), dtype="str")
+    return t
+
+
+def _box_mean(flag: np.ndarray, density: np.ndarray, t: pd.DataFrame, b: float) -> np.ndarray:
+    """Fraction of each tile core's tissue bins (finite density) where ``flag`` is set."""
+    tissue = np.isfinite(density)
+    h, w = flag.shape
+    ii_f = np.zeros((h + 1, w + 1))
+    ii_t = np.zeros((h + 1, w + 1))
+    ii_f[1:, 1:] = (flag.astype(bool) & tissue).cumsum(0).cumsum(1)
+    ii_t[1:, 1:] = tissue.cumsum(0).cumsum(1)
+    x0 = np.clip(np.floor(t["core_x0_um"].to_numpy() / b).astype(int), 0, w)
+    y0 = np.clip(np.floor(t["core_y0_um"].to_numpy() / b).astype(int), 0, h)
+    x1 = np.clip(np.ceil((t["core_x0_um"] + t["core_width_um"]).to_numpy() / b).astype(int), 0, w)
+    y1 = np.clip(np.ceil((t["core_y0_um"] + t["core_height_um"]).to_numpy() / b).astype(int), 0, h)
+
+    def box(ii: np.ndarray) -> np.ndarray:
+        return ii[y1, x1] - ii[y0, x1] - ii[y1, x0] + ii[y0, x0]
+
+    ft, tt = box(ii_f), box(ii_t)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(tt > 0, ft / tt, np.nan)
+
+
+def _heterogeneity(tiles: pd.DataFrame, params: BiomarkerParams) -> dict[str, Any]:
+    use = (tiles["region_class"] > 0) & (tiles["n_cells"] >= params.heterogeneity_min_cells)
+    out: dict[str, Any] = {"n_tiles": int(use.sum())}
+    for col in HETEROGENEITY_OF:
+        vals = tiles[col].where(use)
+        out[col] = {**spread(vals.to_numpy()), "morans_i": morans_i(tile_map(tiles, vals))}
+    return out
+
+
+def tile_map(tiles: pd.DataFrame, values: str | pd.Series) -> np.ndarray:
+    """A per-tile value as a 2-D array (grid rows x cols, NaN where no tile / no value).
+
+    In napari: ``Image(tile_map(...), scale=(tile_um, tile_um), translate=(y0 + tile_um / 2,
+    x0 + tile_um / 2))`` in µm, with tile_um the core size and (x0, y0) the first core's
+    corner.
+    """
+    v = tiles[values] if isinstance(values, str) else values
+    rows = tiles["row"].to_numpy()
+    cols = tiles["col"].to_numpy()
+    if len(tiles) == 0:
+        return np.zeros((0, 0), np.float32)
+    r0, c0 = rows.min(), cols.min()
+    out = np.full((rows.max() - r0 + 1, cols.max() - c0 + 1), np.nan, np.float32)
+    out[rows - r0, cols - c0] = pd.to_numeric(v, errors="coerce").to_numpy(dtype=np.float64)
+    return out
