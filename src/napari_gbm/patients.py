@@ -125,8 +125,12 @@ def aggregate_patients(slides: pd.DataFrame, id_col: str = "patient_id") -> pd.D
 def _pooled(row: dict[str, Any], g: pd.DataFrame, area: pd.Series | None) -> None:
     cols = set(g.columns)
     a = float(area.sum()) if area is not None else float("nan")
-    if "cell_density_per_mm2" in cols and "n_cells" in cols:
-        row["cell_density_per_mm2"] = float(g["n_cells"].sum()) / a if a > 0 else np.nan
+    w_cells = g["n_cells"] if "n_cells" in cols else pd.Series(1.0, index=g.index)
+    if "cell_density_per_mm2" in cols:
+        if "n_cells" in cols and a > 0:
+            row["cell_density_per_mm2"] = float(g["n_cells"].sum()) / a
+        else:  # no areas: the slides' densities weighted by their cells
+            row["cell_density_per_mm2"] = _weighted(g["cell_density_per_mm2"], w_cells)
     grades = ("n_negative", "n_1plus", "n_2plus", "n_3plus")
     if set(grades) <= cols and g[list(grades)].notna().all().all():
         counts = g[list(grades)].sum().to_numpy().astype(np.int64)
@@ -141,10 +145,9 @@ def _pooled(row: dict[str, Any], g: pd.DataFrame, area: pd.Series | None) -> Non
                 s["n_positive"] / a if a > 0 and s["positive_percent"] is not None else np.nan
             )
     else:  # no counts to pool: cell-weighted means of what is there
-        w = g["n_cells"] if "n_cells" in cols else pd.Series(1.0, index=g.index)
         for k in POOLED:
             if k in cols and k not in row:
-                row[k] = _weighted(g[k], w)
+                row[k] = _weighted(g[k], w_cells)
 
 
 def join_clinical(
