@@ -1,0 +1,238 @@
+"""Kaplan-Meier and forest plots as PNG files (matplotlib Agg, no pyplot).
+
+Figures are ``matplotlib.figure.Figure`` objects drawn on their own Agg canvas, so nothing
+touches pyplot's global state or needs a display; files are written atomically
+(:func:`napari_gbm.io.atomic_path`) at exactly ``size_px`` pixels.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+from napari_gbm.io import atomic_path
+from napari_gbm.survival._validate import check_groups, check_survival
+from napari_gbm.survival.km import at_risk_counts, kaplan_meier
+from napari_gbm.survival.logrank import logrank_test
+
+__all__ = ["forest_plot", "km_plot"]
+
+_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2")
+
+
+def _figure(size_px: tuple[int, int], dpi: int) -> Figure:
+    w, h = (int(v) for v in size_px)
+    if w < 100 or h < 100 or dpi < 10:
+        raise ValueError(f"size_px must be at least 100 x 100 and dpi >= 10, got {size_px}, {dpi}")
+    fig = Figure(figsize=(w / dpi, h / dpi), dpi=dpi)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: str | os.PathLike[str], dpi: int) -> Path:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    return Path(path)
+
+
+def _format_p(p: float) -> str:
+    return f"{p:.2e}" if p < 1e-3 else f"{p:.3f}"
+
+
+def km_plot(
+    time: Any,
+    event: Any,
+    groups: Any,
+    path: str | os.PathLike[str],
+    title: str | None = None,
+    *,
+    group_names: Mapping[Any, str] | Sequence[str] | None = None,
+    time_label: str = "time",
+    alpha: float = 0.05,
+    size_px: tuple[int, int] = (1200, 900),
+    dpi: int = 150,
+) -> Path:
+    """Kaplan-Meier curves per group with confidence bands, censoring ticks, the log-rank
+    p-value and a number-at-risk table under the axes.
+
+    Parameters
+    ----------
+    time, event : (n,) array-like
+        Follow-up (> 0) and event indicators (0/1).
+    groups : (n,) array-like or None
+        Group label per subject (None: one curve for everyone, no test).
+    path : path-like
+        PNG file to write.
+    title : str, optional
+    group_names : mapping label -> name, or names in sorted-label order, optional
+    time_label : str
+        x-axis label, with its unit (e.g. "overall survival (months)").
+    alpha : float
+        1 - level of the pointwise bands.
+    size_px, dpi
+        Image size in pixels and resolution.
+
+    Returns
+    -------
+    Path of the written PNG.
+    """
+    t, e = check_survival(time, event)
+    if groups is None:
+        codes = np.zeros(t.size, dtype=np.intp)
+        labels: list[Any] = ["all"]
+    else:
+        codes, labels = check_groups(groups, t.size)
+    names = _names(labels, group_names)
+
+    fig = _figure(size_px, dpi)
+    k = len(labels)
+    table_share = 0.12 + 0.05 * k
+    gs = fig.add_gridspec(2, 1, height_ratios=(1.0 - table_share, table_share), hspace=0.35)
+    ax = fig.add_subplot(gs[0])
+    ax_tab = fig.add_subplot(gs[1], sharex=ax)
+
+    t_max = float(t.max())
+    for g in range(k):
+        sel = codes == g
+        km = kaplan_meier(t[sel], e[sel], alpha=alpha)
+        x = np.concatenate(([0.0], km["time"].to_numpy()))
+        s = np.concatenate(([1.0], km["survival"].to_numpy()))
+        lo = np.concatenate(([1.0], km["ci_lower"].to_numpy()))
+        hi = np.concatenate(([1.0], km["ci_upper"].to_numpy()))
+        color = _COLORS[g % len(_COLORS)]
+        label = f"{names[g]} (n={int(sel.sum())}, events={int(e[sel].sum())})"
+        ax.step(x, s, where="post", color=color, lw=1.8, label=label)
+        ax.fill_between(x, lo, hi, step="post", color=color, alpha=0.15, lw=0)
+        cens = km["n_censored"].to_numpy() > 0
+        ax.plot(
+            km["time"].to_numpy()[cens],
+            km["survival"].to_numpy()[cens],
+            ls="none",
+            marker="|",
+            ms=8,
+            mew=1.2,
+            color=color,
+        )
+    legend_title = None
+    if k > 1:
+        result = logrank_test(t, e, codes)
+        legend_title = f"log-rank p = {_format_p(result.p_value)}"
+    ax.legend(title=legend_title, loc="lower left", fontsize="small", title_fontsize="small")
+    ax.set_ylim(0.0, 1.05)
+    ax.set_xlim(0.0, t_max * 1.02)
+    ax.set_ylabel("survival probability")
+    ax.set_xlabel(time_label)
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title)
+
+    ticks = [v for v in ax.get_xticks() if 0.0 <= v <= t_max * 1.02]
+    ax.set_xticks(ticks)
+    for g in range(k):
+        counts = at_risk_counts(t[codes == g], ticks)
+        for x_tick, c in zip(ticks, counts, strict=True):
+            ax_tab.text(
+                x_tick, k - 1 - g, str(int(c)), ha="center", va="center", fontsize="small",
+                color=_COLORS[g % len(_COLORS)],
+            )  # fmt: skip
+    ax_tab.set_ylim(-0.5, k - 0.5)
+    ax_tab.set_yticks(range(k))
+    ax_tab.set_yticklabels([names[g] for g in range(k - 1, -1, -1)], fontsize="small")
+    ax_tab.tick_params(axis="x", labelbottom=False, length=0)
+    ax_tab.tick_params(axis="y", length=0, pad=24)
+    for spine in ax_tab.spines.values():
+        spine.set_visible(False)
+    ax_tab.set_title("number at risk", fontsize="small", loc="left")
+    fig.subplots_adjust(left=0.14, right=0.97, top=0.93 if title else 0.97, bottom=0.06)
+    return _save(fig, path, dpi)
+
+
+def _names(labels: list[Any], group_names: Mapping[Any, str] | Sequence[str] | None) -> list[str]:
+    if group_names is None:
+        return [str(v) for v in labels]
+    if isinstance(group_names, Mapping):
+        return [str(group_names.get(v, v)) for v in labels]
+    names = [str(v) for v in group_names]
+    if len(names) != len(labels):
+        raise ValueError(f"{len(names)} group names given for {len(labels)} groups")
+    return names
+
+
+def forest_plot(
+    summary: pd.DataFrame,
+    path: str | os.PathLike[str],
+    *,
+    title: str | None = None,
+    size_px: tuple[int, int] | None = None,
+    dpi: int = 150,
+) -> Path:
+    """Hazard ratios with confidence intervals on a log axis, one row per covariate.
+
+    ``summary`` needs the columns ``covariate, hazard_ratio, ci_lower, ci_upper`` (and
+    ``p`` if present is printed): :meth:`napari_gbm.survival.cox.CoxModel.summary`.
+    Default size: 1200 px wide, 160 + 50 px per covariate high.
+    """
+    need = ["covariate", "hazard_ratio", "ci_lower", "ci_upper"]
+    missing = [c for c in need if c not in summary.columns]
+    if missing:
+        raise ValueError(f"forest_plot needs a Cox summary table; missing column(s) {missing}")
+    if len(summary) == 0:
+        raise ValueError("forest_plot got an empty summary table")
+    hr = summary["hazard_ratio"].to_numpy(dtype=np.float64)
+    lo = summary["ci_lower"].to_numpy(dtype=np.float64)
+    hi = summary["ci_upper"].to_numpy(dtype=np.float64)
+    if not (np.isfinite(hr).all() and (hr > 0).all()):
+        raise ValueError("hazard ratios must be finite and > 0")
+    if (np.isnan(lo) | np.isnan(hi)).any():
+        raise ValueError("confidence limits must not be NaN")
+    n = len(summary)
+    size = size_px if size_px is not None else (1200, 160 + 50 * n)
+    fig = _figure(size, dpi)
+    ax = fig.add_subplot(1, 1, 1)
+
+    finite = np.concatenate([hr, lo[np.isfinite(lo) & (lo > 0)], hi[np.isfinite(hi)]])
+    x_min = min(float(finite.min()), 1.0) / 1.5
+    x_max = max(float(finite.max()), 1.0) * 1.5
+    lo_draw = np.clip(np.where(lo > 0, lo, x_min), x_min, x_max)
+    hi_draw = np.clip(np.where(np.isfinite(hi), hi, x_max), x_min, x_max)
+    y = np.arange(n)[::-1]
+    ax.hlines(y, lo_draw, hi_draw, color="#333333", lw=1.6)
+    ax.plot(hr, y, "s", color="#1f77b4", ms=7)
+    ax.axvline(1.0, color="#888888", ls="--", lw=1)
+    ax.set_xscale("log")
+    ax.set_xlim(x_min, x_max)
+    nice = [v * 10.0**e for e in range(-4, 5) for v in (1.0, 2.0, 5.0)]
+    ax.xaxis.set_major_locator(FixedLocator([v for v in nice if x_min <= v <= x_max]))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_ylim(-0.7, n - 0.3)
+    ax.set_yticks(y)
+    ax.set_yticklabels([str(c) for c in summary["covariate"]])
+    ax.set_xlabel("hazard ratio (log scale)")
+    ax.grid(axis="x", alpha=0.3, which="both")
+    p = summary["p"].to_numpy(dtype=np.float64) if "p" in summary.columns else None
+    for i in range(n):
+        text = f"{hr[i]:.2f} [{lo[i]:.2f}, {hi[i]:.2f}]"
+        if p is not None:
+            text += f"  p={_format_p(float(p[i]))}"
+        ax.annotate(
+            text, (1.01, y[i]), xycoords=("axes fraction", "data"), va="center", fontsize="small"
+        )
+    if title:
+        ax.set_title(title)
+    height_in = size[1] / dpi
+    fig.subplots_adjust(
+        left=0.22,
+        right=0.68,
+        top=1.0 - (0.45 if title else 0.15) / height_in,
+        bottom=0.6 / height_in,
+    )
+    return _save(fig, path, dpi)
