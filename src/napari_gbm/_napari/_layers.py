@@ -145,3 +145,180 @@ def tile_shapes_layer(grid: TileGrid, name: str = "tiles") -> LayerData | None:
         },
     }
     return list(rects), kwargs, "shapes"
+
+
+# --- cells and biomarkers ----------------------------------------------------------------
+
+#: colours of ``positive_class``: not graded, negative, 1+, 2+, 3+ (QuPath-like blue / yellow
+#: / orange / red)
+CLASS_COLORS = {
+    -1: (0.55, 0.55, 0.55, 1.0),
+    0: (0.25, 0.45, 0.95, 1.0),
+    1: (1.0, 0.85, 0.2, 1.0),
+    2: (1.0, 0.55, 0.1, 1.0),
+    3: (0.85, 0.1, 0.1, 1.0),
+}
+#: columns a Points layer carries as ``features`` when a table is too big for all of them
+KEY_FEATURES = (
+    "cell_id",
+    "tile_id",
+    "centroid_x_um",
+    "centroid_y_um",
+    "positive_class",
+    "nucleus_area_um2",
+    "nucleus_circularity",
+    "nucleus_eccentricity",
+    "nucleus_hematoxylin_od_mean",
+    "nucleus_dab_od_mean",
+    "nucleus_eosin_od_mean",
+    "cell_area_um2",
+    "density_per_mm2",
+)
+#: above this many cells, only :data:`KEY_FEATURES` go into the layer (memory, speed)
+ALL_FEATURES_MAX_CELLS = 200_000
+POINT_DIAMETER_UM = 7.0
+
+
+def class_colors(classes: Any) -> np.ndarray:
+    """RGBA (n, 4) float32 colours of ``positive_class`` values."""
+    c = np.asarray(classes, dtype=np.int64)
+    lut = np.array([CLASS_COLORS[k] for k in (-1, 0, 1, 2, 3)], np.float32)
+    return lut[np.clip(c, -1, 3) + 1]
+
+
+def value_colors(
+    values: Any, colormap: str = "viridis", limits: tuple[float, float] | None = None
+) -> tuple[np.ndarray, tuple[float, float]]:
+    """RGBA colours of a measurement through a colormap (NaN grey), and the limits used
+    (default: 1st-99th percentile)."""
+    from matplotlib import colormaps
+
+    v = np.asarray(values, dtype=np.float64)
+    ok = np.isfinite(v)
+    if limits is None:
+        limits = tuple(float(q) for q in np.percentile(v[ok], [1, 99])) if ok.any() else (0.0, 1.0)  # type: ignore[assignment]
+    lo, hi = limits  # type: ignore[misc]
+    t = np.clip((v - lo) / (hi - lo if hi > lo else 1.0), 0, 1)
+    rgba = colormaps[colormap](np.where(ok, t, 0)).astype(np.float32)
+    rgba[~ok] = CLASS_COLORS[-1]
+    return rgba, (float(lo), float(hi))
+
+
+def cells_points_layer(
+    cells: Any,
+    slide_mpp: float | None,
+    *,
+    name: str = "cells",
+    metadata: dict[str, Any] | None = None,
+) -> LayerData:
+    """Cells as Points at their centroids (level-0 px, scaled to µm), coloured by
+    ``positive_class``, with the cell table (or its key columns, for big tables) as
+    ``features``."""
+    mpp, unit = _unit(slide_mpp)
+    data = np.column_stack(
+        [cells["centroid_y_px"].to_numpy(), cells["centroid_x_px"].to_numpy()]
+    ).astype(np.float64)
+    if len(cells) > ALL_FEATURES_MAX_CELLS:
+        features = cells[[c for c in KEY_FEATURES if c in cells.columns]]
+    else:
+        features = cells
+    classes = cells["positive_class"] if "positive_class" in cells else np.full(len(cells), -1)
+    kwargs = {
+        "name": name,
+        "scale": (mpp, mpp),
+        "units": (unit, unit),
+        "size": POINT_DIAMETER_UM / mpp,
+        "border_width": 0,
+        "face_color": class_colors(classes),
+        "features": features.reset_index(drop=True),
+        "metadata": {
+            "napari_gbm": {
+                "kind": "cells",
+                "n_cells": len(cells),
+                "colour_by": "positive_class",
+                **(metadata or {}),
+                "software": {"napari_gbm": __version__},
+            }
+        },
+    }
+    return data, kwargs, "points"
+
+
+def nucleus_labels_layer(
+    nuclei: np.ndarray,
+    origin: tuple[float, float],
+    downsample: float,
+    slide_mpp: float | None,
+    *,
+    name: str = "nuclei",
+    metadata: dict[str, Any] | None = None,
+) -> LayerData:
+    """Nucleus outlines of a region: a label image at ``downsample`` level-0 px per pixel,
+    top-left corner at level-0 ``origin`` (x, y). ``metadata["napari_gbm"]["region"]``
+    holds ``x0, y0, downsample`` (the contract the GeoJSON writer reads)."""
+    mpp, unit = _unit(slide_mpp)
+    x0, y0 = origin
+    # label pixel r covers level-0 [y0 + r ds, y0 + (r + 1) ds): centre y0 + (r + 0.5) ds - 0.5
+    ty = (y0 + downsample / 2 - 0.5) * mpp
+    tx = (x0 + downsample / 2 - 0.5) * mpp
+    kwargs = {
+        "name": name,
+        "scale": (downsample * mpp, downsample * mpp),
+        "translate": (ty, tx),
+        "units": (unit, unit),
+        "opacity": 0.8,
+        "metadata": {
+            "napari_gbm": {
+                "kind": "nucleus_labels",
+                "region": {"x0": float(x0), "y0": float(y0), "downsample": float(downsample)},
+                **(metadata or {}),
+                "software": {"napari_gbm": __version__},
+            }
+        },
+    }
+    return nuclei, kwargs, "labels"
+
+
+def map_layer(
+    values: np.ndarray,
+    bin_um: float,
+    slide_mpp: float | None,
+    *,
+    name: str,
+    colormap: str = "magma",
+    contrast_limits: tuple[float, float] | None = None,
+    origin_um: tuple[float, float] = (0.0, 0.0),
+    metadata: dict[str, Any] | None = None,
+) -> LayerData:
+    """A biomarker map: one value per square bin of ``bin_um`` µm, bin (0, 0) with its
+    top-left corner at ``origin_um`` (x, y) µm from the slide's origin. NaN is
+    transparent."""
+    mpp, unit = _unit(slide_mpp)
+    img = np.asarray(values, dtype=np.float32)
+    finite = img[np.isfinite(img)]
+    if contrast_limits is None:
+        hi = float(np.percentile(finite, 99)) if finite.size else 1.0
+        lo = float(min(0.0, finite.min())) if finite.size else 0.0
+        contrast_limits = (lo, hi if hi > lo else lo + 1.0)
+    # slide pixel centres sit at index * mpp in world space: shift by half a slide pixel
+    half = 0.5 * mpp if unit == "um" else 0.5
+    b = bin_um if unit == "um" else bin_um / (slide_mpp or 1.0)
+    kwargs = {
+        "name": name,
+        "scale": (b, b),
+        "translate": (origin_um[1] + b / 2 - half, origin_um[0] + b / 2 - half),
+        "units": (unit, unit),
+        "colormap": colormap,
+        "contrast_limits": contrast_limits,
+        "opacity": 0.55,
+        "blending": "translucent",
+        "metadata": {
+            "napari_gbm": {
+                "kind": "biomarker_map",
+                "bin_um": bin_um,
+                **(metadata or {}),
+                "software": {"napari_gbm": __version__},
+            }
+        },
+    }
+    return img, kwargs, "image"

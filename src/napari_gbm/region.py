@@ -1,0 +1,122 @@
+"""Cells of one region of a slide (the current view, or a drawn shape), with nucleus
+outlines to show: what the Cells widget runs.
+
+The region's cells come from the same tiled analysis as a whole slide (the tiles that
+touch the region, halo included, and the ownership rule), so they are the very cells a
+whole-slide run finds there, with the same measurements. Outlines are a label image of
+the region at the analysis resolution, from one more segmentation of the region itself
+(display only: at the region's edge they can differ from the tiled cells).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from napari_gbm.biomarkers.ihc import PositivityParams
+from napari_gbm.cells import CellParams, analyze_cells, stain_preset
+from napari_gbm.slide import Slide
+from napari_gbm.stain import StainVectors
+from napari_gbm.tiling import TilingParams, make_tile_grid
+
+__all__ = ["MAX_OUTLINE_PIXELS", "RegionCells", "analyze_region"]
+
+#: outlines are drawn for regions up to this many pixels at the analysis resolution
+MAX_OUTLINE_PIXELS = 4096 * 4096
+
+
+@dataclass
+class RegionCells:
+    """``cells``: the cell table of the region; ``nuclei``: label image of the region at
+    ``downsample`` level-0 px per pixel with its top-left corner at level-0 ``origin``
+    (None when the region is too large to outline); ``box``: the region (x, y, w, h)."""
+
+    cells: pd.DataFrame
+    nuclei: np.ndarray | None
+    origin: tuple[float, float]
+    downsample: float
+    box: tuple[float, float, float, float]
+
+
+def analyze_region(
+    slide: Slide,
+    box_l0: Sequence[float],
+    params: CellParams | None = None,
+    *,
+    polygon: np.ndarray | None = None,
+    tiling: TilingParams | None = None,
+    stain_vectors: StainVectors | None = None,
+    positivity: PositivityParams | None = None,
+    outlines: bool = True,
+    progress: Callable[[int, int, int], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> RegionCells:
+    """Detect and measure the cells whose centroid lies in a region of the slide.
+
+    Parameters
+    ----------
+    box_l0 : (x, y, width, height) in level-0 pixels; clipped to the slide.
+    polygon : (n, 2) array of (x, y) level-0 vertices, optional: keep only the cells
+        inside it (the box should contain it).
+    tiling : the grid (default: 0.5 µm/px, 1024 px tiles, the halo detection needs).
+    """
+    from napari_gbm.pipeline import needed_overlap_px
+
+    params = params or CellParams()
+    slide.require_mpp()
+    w0, h0 = slide.dimensions
+    x, y, w, h = (float(v) for v in box_l0)
+    x0, y0 = max(0.0, x), max(0.0, y)
+    x1, y1 = min(float(w0), x + w), min(float(h0), y + h)
+    if not (x1 > x0 and y1 > y0):
+        raise ValueError(
+            f"the region ({x:.0f}, {y:.0f}, {w:.0f} x {h:.0f} px) does not overlap the slide "
+            f"({w0} x {h0} px); move the view or the shape over the slide"
+        )
+    tiling = tiling or TilingParams(overlap_px=needed_overlap_px(params, TilingParams().target_mpp))
+    grid = make_tile_grid(slide, None, tiling)
+    t = grid.tiles
+    touch = (
+        (t["core_x1_px"] > x0)
+        & (t["core_x0_px"] < x1)
+        & (t["core_y1_px"] > y0)
+        & (t["core_y0_px"] < y1)
+    )
+    grid = dataclasses.replace(grid, tiles=t.assign(selected=touch.to_numpy()))
+    stains = stain_vectors or stain_preset(params.stain)
+    cells = analyze_cells(
+        slide,
+        grid,
+        params,
+        stain_vectors=stains,
+        slide_id=slide.path.stem,
+        positivity=positivity,
+        progress=progress,
+        cancel=cancel,
+    )
+    cx = cells["centroid_x_px"].to_numpy()
+    cy = cells["centroid_y_px"].to_numpy()
+    keep = (cx >= x0) & (cx < x1) & (cy >= y0) & (cy < y1)
+    if polygon is not None:
+        from matplotlib.path import Path as MplPath
+
+        poly = np.asarray(polygon, dtype=np.float64)
+        if poly.ndim != 2 or poly.shape[1] != 2 or len(poly) < 3:
+            raise ValueError("polygon must be an (n >= 3, 2) array of (x, y) vertices")
+        keep &= MplPath(poly).contains_points(np.column_stack([cx, cy]))
+    cells = cells.loc[keep].reset_index(drop=True)
+
+    nuclei = None
+    scale = grid.scale
+    if outlines:
+        ow, oh = round((x1 - x0) / scale), round((y1 - y0) / scale)
+        if 0 < ow * oh <= MAX_OUTLINE_PIXELS:
+            from napari_gbm.segment import segment_nuclei
+
+            rgb = slide.read_downsampled((x0, y0, x1 - x0, y1 - y0), (ow, oh))
+            nuclei = segment_nuclei(rgb, grid.effective_mpp, stains, params.nucleus).nuclei
+    return RegionCells(cells, nuclei, (x0, y0), scale, (x0, y0, x1 - x0, y1 - y0))

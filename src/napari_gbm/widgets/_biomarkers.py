@@ -1,0 +1,310 @@
+"""Biomarkers dock widget: DAB positivity thresholds with the effect visible at once (the
+cells recoloured), the scores of the cells layer (positive %, H-score, Allred, density),
+colour by any measurement, biomarker maps as Image layers, a histogram, and a sortable
+table of cells where a double click centres the view on that cell."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton
+
+from napari_gbm._napari._layers import class_colors, map_layer, value_colors
+from napari_gbm.biomarkers import PositivityParams, ihc_scores, positive_class, spatial_biomarkers
+
+if TYPE_CHECKING:
+    import napari
+
+TABLE_ROWS = 500
+
+
+def _notify_error(message: str) -> None:
+    from napari.utils.notifications import show_error
+
+    show_error(message)
+
+
+class BiomarkersWidget(Container):
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__(labels=True)
+        self._viewer = napari_viewer
+        self._layer = ComboBox(label="cells layer", choices=self._cells_choices)
+        self._column = ComboBox(
+            label="graded measurement",
+            choices=self._numeric_columns,
+            tooltip="The measurement graded for positivity (QuPath: nucleus DAB OD mean).",
+        )
+        self._mode = ComboBox(
+            label="grades", choices=("1+/2+/3+", "positive/negative"), value="1+/2+/3+"
+        )
+        self._t1 = FloatSpinBox(label="1+ (or positive) ≥", value=0.2, min=0, max=10, step=0.01)
+        self._t2 = FloatSpinBox(label="2+ ≥", value=0.4, min=0, max=10, step=0.01)
+        self._t3 = FloatSpinBox(label="3+ ≥", value=0.6, min=0, max=10, step=0.01)
+        self._colour = ComboBox(label="colour by", choices=self._colour_choices)
+        self._scores = Label(label="scores", value="")
+        self._maps_btn = PushButton(text="Add biomarker maps")
+        self._hist_column = ComboBox(label="histogram / table of", choices=self._numeric_columns)
+        self.extend(
+            [
+                self._layer,
+                self._column,
+                self._mode,
+                self._t1,
+                self._t2,
+                self._t3,
+                self._colour,
+                self._scores,
+                self._maps_btn,
+                self._hist_column,
+            ]
+        )
+        self._figure, self._canvas = _histogram_canvas()
+        self._table = _table_widget(self._locate)
+        self.native.layout().addWidget(self._canvas)
+        self.native.layout().addWidget(self._table)
+        for w in (self._column, self._mode, self._t1, self._t2, self._t3):
+            w.changed.connect(self.apply_thresholds)
+        self._colour.changed.connect(self.recolour)
+        self._layer.changed.connect(self._layer_changed)
+        self._hist_column.changed.connect(self.show_distribution)
+        self._maps_btn.changed.connect(self.add_maps)
+        napari_viewer.layers.events.inserted.connect(self._refresh)
+        napari_viewer.layers.events.removed.connect(self._refresh)
+        self._refresh()
+
+    # -- choices ---------------------------------------------------------------------------
+    def _cells_choices(self, _: Any = None) -> list[tuple[str, Any]]:
+        return [
+            (ly.name, ly)
+            for ly in self._viewer.layers
+            if ly.metadata.get("napari_gbm", {}).get("kind") == "cells"
+        ]
+
+    def _numeric_columns(self, _: Any = None) -> list[str]:
+        layer = self._layer.value if hasattr(self, "_layer") else None
+        if layer is None:
+            return []
+        f = layer.features
+        from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+        return [
+            c
+            for c in f.columns
+            if is_numeric_dtype(f[c]) and not is_bool_dtype(f[c]) and c != "cell_id"
+        ]
+
+    def _colour_choices(self, _: Any = None) -> list[str]:
+        return ["positive_class", *[c for c in self._numeric_columns() if c != "positive_class"]]
+
+    def _refresh(self, *_: Any) -> None:
+        self._layer.reset_choices()
+        self._layer_changed()
+
+    def _layer_changed(self, *_: Any) -> None:
+        for w in (self._column, self._colour, self._hist_column):
+            w.reset_choices()
+        cols = self._column.choices
+        if "nucleus_dab_od_mean" in cols:
+            self._column.value = "nucleus_dab_od_mean"
+        if "nucleus_area_um2" in self._hist_column.choices:
+            self._hist_column.value = "nucleus_area_um2"
+        self.show_scores()
+        self.show_distribution()
+
+    # -- thresholds and colours --------------------------------------------------------------
+    def thresholds(self) -> tuple[float, ...]:
+        if self._mode.value == "positive/negative":
+            return (float(self._t1.value),)
+        return (float(self._t1.value), float(self._t2.value), float(self._t3.value))
+
+    def apply_thresholds(self, *_: Any) -> None:
+        """Regrade every cell of the layer with the current thresholds and recolour."""
+        layer = self._layer.value
+        if layer is None or self._column.value is None:
+            return
+        try:
+            params = PositivityParams(column=self._column.value, thresholds=self.thresholds())
+        except ValueError as exc:
+            self._scores.value = f"invalid thresholds: {exc}"
+            return
+        values = layer.features[params.column].to_numpy()
+        layer.features["positive_class"] = positive_class(values, params.thresholds)
+        layer.metadata.setdefault("napari_gbm", {})["positivity"] = {
+            "column": params.column,
+            "thresholds": list(params.thresholds),
+        }
+        if self._colour.value in (None, "positive_class"):
+            self.recolour()
+        self.show_scores()
+
+    def recolour(self, *_: Any) -> None:
+        layer = self._layer.value
+        if layer is None:
+            return
+        by = self._colour.value or "positive_class"
+        f = layer.features
+        if by == "positive_class":
+            cls = f["positive_class"] if "positive_class" in f else np.full(len(f), -1)
+            layer.face_color = class_colors(cls)
+            layer.metadata["napari_gbm"]["colour_by"] = "positive_class"
+        else:
+            rgba, limits = value_colors(f[by].to_numpy())
+            layer.face_color = rgba
+            layer.metadata["napari_gbm"]["colour_by"] = {"column": by, "limits": limits}
+            self._scores.value = (
+                self._scores.value.split("\n[")[0]
+                + f"\n[{by}: viridis {limits[0]:.3g} (dark) - {limits[1]:.3g} (yellow)]"
+            )
+
+    def scores(self) -> dict[str, Any]:
+        layer = self._layer.value
+        if layer is None:
+            return {}
+        f = layer.features
+        cls = f["positive_class"].to_numpy() if "positive_class" in f else np.full(len(f), -1)
+        s = ihc_scores(cls, graded=len(self.thresholds()) == 3)
+        meta = layer.metadata.get("napari_gbm", {})
+        area = meta.get("area_mm2") or meta.get("analysed_tissue_area_mm2")
+        s["n_cells"] = len(f)
+        s["cell_density_per_mm2"] = len(f) / area if area else None
+        return s
+
+    def show_scores(self) -> None:
+        s = self.scores()
+        if not s:
+            self._scores.value = "(no cells layer: detect cells first)"
+            return
+
+        def fmt(v: Any, spec: str) -> str:
+            return "n/a" if v is None else format(v, spec)
+
+        self._scores.value = (
+            f"{s['n_cells']} cells, density {fmt(s['cell_density_per_mm2'], '.0f')}/mm²\n"
+            f"positive {fmt(s['positive_percent'], '.1f')} % "
+            f"(1+ {s['n_1plus']}, 2+ {s['n_2plus']}, 3+ {s['n_3plus']})\n"
+            f"H-score {fmt(s['h_score'], '.0f')}, Allred {fmt(s['allred_score'], 'd')}"
+        )
+
+    # -- maps -------------------------------------------------------------------------------
+    def add_maps(self, *_: Any) -> list[Any]:
+        """Density and (IHC) local positive % maps of the layer's cells as Image layers."""
+        from napari.layers import Layer
+
+        layer = self._layer.value
+        if layer is None:
+            _notify_error("no cells layer: detect cells first")
+            return []
+        f = layer.features
+        mpp = float(layer.scale[-1])
+        y = layer.data[:, -2] * mpp
+        x = layer.data[:, -1] * mpp
+        if len(x) == 0:
+            _notify_error("the cells layer is empty")
+            return []
+        w_um, h_um = float(x.max()) + 500.0, float(y.max()) + 500.0
+        cls = f["positive_class"].to_numpy() if "positive_class" in f else None
+        graded = cls is not None and bool((cls >= 0).any())
+        maps = spatial_biomarkers(
+            x,
+            y,
+            np.ones((1, 1), bool),
+            (w_um, h_um),
+            positive=(cls > 0) if graded and cls is not None else None,
+        )
+        added = []
+        for key, title, cmap in (
+            ("cell_density_per_mm2", "cell density (/mm²)", "magma"),
+            ("positive_percent", "local positive %", "inferno"),
+        ):
+            if key not in maps.maps:
+                continue
+            data = map_layer(
+                maps.maps[key],
+                maps.bin_um,
+                mpp,
+                name=f"{layer.name} {title}",
+                colormap=cmap,
+                metadata={"map": key},
+            )
+            if data[1]["name"] in self._viewer.layers:
+                self._viewer.layers.remove(data[1]["name"])
+            added.append(self._viewer.add_layer(Layer.create(*data)))
+        self._viewer.layers.selection.active = layer
+        return added
+
+    # -- distribution, table, locate --------------------------------------------------------
+    def show_distribution(self, *_: Any) -> None:
+        layer = self._layer.value
+        col = self._hist_column.value
+        ax = self._figure.axes[0]
+        ax.clear()
+        if layer is None or col is None:
+            self._canvas.draw_idle()
+            return
+        v = layer.features[col].to_numpy(dtype=np.float64)
+        v = v[np.isfinite(v)]
+        ax.hist(v, bins=60, color="#4477aa")
+        ax.set_xlabel(col)
+        ax.set_ylabel("cells")
+        self._figure.tight_layout()
+        self._canvas.draw_idle()
+        _fill_table(self._table, layer.features, col)
+
+    def _locate(self, row: int) -> None:
+        layer = self._layer.value
+        item = self._table.item(row, 0)
+        if layer is None or item is None:
+            return
+        idx = int(item.data(0x0100))  # Qt.UserRole: the point's index
+        mpp = float(layer.scale[-1])
+        yx = layer.data[idx, -2:] * mpp
+        self._viewer.camera.center = (float(yx[0]), float(yx[1]))
+        self._viewer.camera.zoom = max(self._viewer.camera.zoom, 2.0 / mpp)
+        layer.selected_data = {idx}
+
+
+def _histogram_canvas() -> tuple[Any, Any]:
+    from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4, 2.2), dpi=90)
+    fig.add_subplot(111)
+    canvas = FigureCanvasQTAgg(fig)
+    canvas.setMinimumHeight(180)
+    return fig, canvas
+
+
+def _table_widget(on_activate: Any) -> Any:
+    from qtpy.QtWidgets import QTableWidget
+
+    t = QTableWidget()
+    t.setMinimumHeight(200)
+    t.setSortingEnabled(True)
+    t.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+    t.cellDoubleClicked.connect(lambda r, _c: on_activate(r))
+    return t
+
+
+def _fill_table(table: Any, features: Any, col: str) -> None:
+    """The ``TABLE_ROWS`` cells with the highest ``col`` (sortable by any column)."""
+    from qtpy.QtWidgets import QTableWidgetItem
+
+    cols = [c for c in ("cell_id", col, "positive_class", "nucleus_area_um2") if c in features]
+    cols = list(dict.fromkeys(cols))
+    order = np.argsort(-np.nan_to_num(features[col].to_numpy(dtype=np.float64), nan=-np.inf))
+    top = order[:TABLE_ROWS]
+    table.setSortingEnabled(False)
+    table.clear()
+    table.setColumnCount(len(cols))
+    table.setRowCount(len(top))
+    table.setHorizontalHeaderLabels(cols)
+    for r, idx in enumerate(top):
+        for c, name in enumerate(cols):
+            v = features[name].iloc[idx]
+            item = QTableWidgetItem()
+            item.setData(0, float(v) if np.issubdtype(type(v), np.floating) else int(v))
+            if c == 0:
+                item.setData(0x0100, int(idx))
+            table.setItem(r, c, item)
+    table.setSortingEnabled(True)

@@ -1,0 +1,342 @@
+"""Cells dock widget: detect and measure cells in the current view, in a drawn region, or
+over the whole slide; cells come back as a Points layer (the cell table as features,
+coloured by DAB grade), nucleus outlines as Labels for a region, biomarker maps for a whole
+slide. Compute runs in a thread worker with progress and a cancel button."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    Label,
+    ProgressBar,
+    PushButton,
+)
+
+from napari_gbm._napari._layers import cells_points_layer, map_layer, nucleus_labels_layer
+from napari_gbm.cells import Cancelled, CellParams
+
+if TYPE_CHECKING:
+    import napari
+
+SCOPES = ("current view", "drawn region", "whole slide")
+MAP_STYLE = {
+    "cell_density_per_mm2": ("cell density (/mm²)", "magma"),
+    "positive_percent": ("Ki-67 index (%)", "inferno"),
+    "necrosis": ("necrosis", "reds"),
+}
+
+
+def _notify_error(message: str) -> None:
+    from napari.utils.notifications import show_error
+
+    show_error(message)
+
+
+class CellsWidget(Container):
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__(labels=True)
+        self._viewer = napari_viewer
+        self._worker: Any = None
+        self._cancel = False
+        self._layer = ComboBox(label="slide layer", choices=self._slide_choices)
+        self._scope = ComboBox(
+            label="analyse",
+            choices=SCOPES,
+            value="current view",
+            tooltip="The part of the slide in view, the shape drawn in a Shapes layer, or "
+            "every tile with tissue (written to the output folder).",
+        )
+        self._shapes = ComboBox(label="region layer", choices=self._shapes_choices)
+        self._stain = ComboBox(
+            label="stain", choices=("he", "hdab"), value="he", tooltip="H&E, or H-DAB (Ki-67)"
+        )
+        self._texture = CheckBox(text="texture (Haralick)", value=False)
+        self._out = FileEdit(label="output folder", mode="d", tooltip="whole slide only")
+        self._run_btn = PushButton(text="Detect cells")
+        self._cancel_btn = PushButton(text="Cancel", enabled=False)
+        self._progress = ProgressBar(label="", value=0, min=0, max=1, visible=False)
+        self._status = Label(label="", value="")
+        self.extend(
+            [
+                self._layer,
+                self._scope,
+                self._shapes,
+                self._stain,
+                self._texture,
+                self._out,
+                self._run_btn,
+                self._cancel_btn,
+                self._progress,
+                self._status,
+            ]
+        )
+        self._run_btn.changed.connect(self.run)
+        self._cancel_btn.changed.connect(self.cancel)
+        napari_viewer.layers.events.inserted.connect(self._refresh)
+        napari_viewer.layers.events.removed.connect(self._refresh)
+
+    # -- choices ---------------------------------------------------------------------------
+    def _slide_choices(self, _: Any = None) -> list[tuple[str, Any]]:
+        return [(ly.name, ly) for ly in self._viewer.layers if "slide_path" in ly.metadata]
+
+    def _shapes_choices(self, _: Any = None) -> list[tuple[str, Any]]:
+        from napari.layers import Shapes
+
+        return [(ly.name, ly) for ly in self._viewer.layers if isinstance(ly, Shapes)]
+
+    def _refresh(self, *_: Any) -> None:
+        self._layer.reset_choices()
+        self._shapes.reset_choices()
+
+    # -- the region ------------------------------------------------------------------------
+    def _view_box(self, mpp: float) -> tuple[float, float, float, float]:
+        """The level-0 box (x, y, w, h) of what the canvas shows."""
+        cy, cx = self._viewer.camera.center[-2:]
+        h_px, w_px = self._viewer._canvas_size
+        zoom = self._viewer.camera.zoom
+        w, h = w_px / zoom, h_px / zoom  # world units (µm)
+        return ((cx - w / 2) / mpp, (cy - h / 2) / mpp, w / mpp, h / mpp)
+
+    def _shape_polygon(self, mpp: float) -> np.ndarray:
+        layer = self._shapes.value
+        if layer is None or len(layer.data) == 0:
+            raise ValueError(
+                "no region drawn: add a Shapes layer and draw a rectangle or polygon over "
+                "the slide, then choose it as the region layer"
+            )
+        idx = sorted(layer.selected_data)[-1] if layer.selected_data else len(layer.data) - 1
+        verts = np.asarray(layer.data[idx], dtype=np.float64)[:, -2:]
+        world = verts * np.asarray(layer.scale)[-2:] + np.asarray(layer.translate)[-2:]
+        return world[:, ::-1] / mpp  # (x, y) level-0 px
+
+    # -- compute ---------------------------------------------------------------------------
+    def run(self, *_: Any) -> Any:
+        """Start the analysis in a worker; returns the worker (or None on bad input)."""
+        from napari.qt.threading import create_worker
+
+        layer = self._layer.value
+        if layer is None:
+            _notify_error("no slide layer: open a slide with napari-gbm first")
+            return None
+        mpp = layer.metadata.get("napari_gbm", {}).get("mpp")
+        if not mpp:
+            _notify_error("the slide has no pixel size: set it in the Slide & tiles widget first")
+            return None
+        params = CellParams(stain=self._stain.value, texture=bool(self._texture.value))
+        path = layer.metadata["slide_path"]
+        scope = self._scope.value
+        try:
+            if scope == "whole slide":
+                out = Path(str(self._out.value)) if str(self._out.value) not in ("", ".") else None
+                out = out or Path(tempfile.mkdtemp(prefix="napari-gbm-"))
+                job: Any = (_run_slide, path, mpp, params, out)
+            else:
+                if scope == "drawn region":
+                    poly = self._shape_polygon(mpp)
+                    x0, y0 = poly.min(0)
+                    x1, y1 = poly.max(0)
+                    box = (x0, y0, x1 - x0, y1 - y0)
+                else:
+                    poly, box = None, self._view_box(mpp)
+                job = (_run_region, path, mpp, params, box, poly)
+        except ValueError as exc:
+            _notify_error(str(exc))
+            return None
+        self._cancel = False
+        worker = create_worker(
+            _generate,
+            job,
+            lambda: self._cancel,
+            _connect={
+                "yielded": self._on_progress,
+                "returned": lambda result: self._add_layers(layer, mpp, result),
+                "errored": self._on_error,
+                "finished": self._done,
+            },
+            _start_thread=False,
+        )
+        self._run_btn.enabled = False
+        self._cancel_btn.enabled = True
+        self._progress.visible = True
+        self._progress.value = 0
+        self._status.value = f"analysing ({scope}) ..."
+        self._worker = worker
+        worker.start()
+        return worker
+
+    def cancel(self, *_: Any) -> None:
+        self._cancel = True
+        self._status.value = "cancelling after the current tile ..."
+
+    def _on_progress(self, p: tuple[int, int, int]) -> None:
+        done, total, n = p
+        self._progress.max = max(total, 1)
+        self._progress.value = done
+        self._status.value = f"tile {done}/{total}, {n} cells"
+
+    def _on_error(self, exc: Exception) -> None:
+        if isinstance(exc, Cancelled):
+            self._status.value = f"cancelled: {exc}"
+            return
+        self._status.value = f"error: {exc}"
+        _notify_error(str(exc))
+
+    def _done(self) -> None:
+        self._run_btn.enabled = True
+        self._cancel_btn.enabled = False
+        self._progress.visible = False
+        self._worker = None
+
+    def _add_layers(self, slide_layer: Any, mpp: float, result: dict[str, Any]) -> None:
+        from napari.layers import Layer
+
+        base = slide_layer.name
+        meta = result["metadata"]
+        tuples = [cells_points_layer(result["cells"], mpp, name=f"{base} cells", metadata=meta)]
+        if result.get("nuclei") is not None:
+            tuples.append(
+                nucleus_labels_layer(
+                    result["nuclei"],
+                    result["origin"],
+                    result["downsample"],
+                    mpp,
+                    name=f"{base} nuclei",
+                    metadata=meta,
+                )
+            )
+        for key, arr in result.get("maps", {}).items():
+            title, cmap = MAP_STYLE.get(key, (key, "viridis"))
+            tuples.append(
+                map_layer(
+                    arr,
+                    result["bin_um"],
+                    mpp,
+                    name=f"{base} {title}",
+                    colormap=cmap,
+                    metadata={**meta, "map": key},
+                )
+            )
+        for data in tuples:
+            name = data[1]["name"]
+            if name in self._viewer.layers:
+                self._viewer.layers.remove(name)
+            new = self._viewer.add_layer(Layer.create(*data))
+            if data[2] == "labels":
+                new.contour = 1
+            if data[2] == "image":
+                new.visible = False  # maps: one click away, the cells stay readable
+        n = len(result["cells"])
+        s = result.get("summary", {})
+        line = f"{n} cells"
+        if s.get("cell_density_per_mm2"):
+            line += f", {s['cell_density_per_mm2']:.0f}/mm²"
+        if s.get("positive_percent") is not None:
+            line += f", positive {s['positive_percent']:.1f} %"
+        if result.get("out"):
+            line += f"\nwritten to {result['out']}"
+        self._status.value = line
+
+
+def _generate(job: tuple[Any, ...], cancelled: Any) -> Any:
+    """Run ``job`` yielding progress tuples; returns the result dict."""
+    import queue
+    import threading
+
+    fn, *args = job
+    q: queue.Queue[Any] = queue.Queue()
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["result"] = fn(*args, progress=lambda *p: q.put(p), cancel=cancelled)
+        except BaseException as exc:  # handed to the worker's thread below
+            box["error"] = exc
+        finally:
+            q.put(None)
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    while (item := q.get()) is not None:
+        yield item
+    t.join()
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
+def _run_region(
+    path: str, mpp: float, params: CellParams, box: Any, poly: Any, *, progress: Any, cancel: Any
+) -> dict[str, Any]:
+    from napari_gbm.biomarkers import ihc_scores
+    from napari_gbm.region import analyze_region
+    from napari_gbm.slide import Slide
+
+    slide = Slide(path, mpp=mpp)
+    r = analyze_region(slide, box, params, polygon=poly, progress=progress, cancel=cancel)
+    area_mm2 = _polygon_area(poly) if poly is not None else r.box[2] * r.box[3]
+    area_mm2 *= mpp**2 / 1e6
+    scores = ihc_scores(r.cells["positive_class"].to_numpy())
+    summary = {
+        "cell_density_per_mm2": len(r.cells) / area_mm2 if area_mm2 > 0 else None,
+        **scores,
+    }
+    meta = {
+        "scope": "region",
+        "box_l0": list(r.box),
+        "area_mm2": area_mm2,
+        "cells": params.to_dict(),
+        "slide_path": path,
+    }
+    return {
+        "cells": r.cells,
+        "nuclei": r.nuclei,
+        "origin": r.origin,
+        "downsample": r.downsample,
+        "metadata": meta,
+        "summary": summary,
+    }
+
+
+def _run_slide(
+    path: str, mpp: float, params: CellParams, out: Path, *, progress: Any, cancel: Any
+) -> dict[str, Any]:
+    import pandas as pd
+
+    from napari_gbm.pipeline import AnalyzeParams, analyze_slide
+
+    summary = analyze_slide(
+        path, out, AnalyzeParams(cells=params), mpp=mpp, progress=progress, cancel=cancel
+    )
+    cells = pd.read_parquet(out / "cells.parquet")
+    maps = np.load(out / "maps.npz")
+    meta = {
+        "scope": "slide",
+        "output": str(out),
+        "slide_path": path,
+        "analysed_tissue_area_mm2": summary.get("analysed_tissue_area_mm2"),
+    }
+    return {
+        "cells": cells,
+        "maps": {
+            k: maps[k]
+            for k in ("cell_density_per_mm2", "positive_percent", "necrosis")
+            if k in maps.files
+        },
+        "bin_um": float(maps["bin_um"]),
+        "metadata": meta,
+        "summary": summary,
+        "out": str(out),
+    }
+
+
+def _polygon_area(poly: np.ndarray) -> float:
+    x, y = poly[:, 0], poly[:, 1]
+    return float(abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))) / 2)

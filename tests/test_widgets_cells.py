@@ -1,0 +1,142 @@
+"""The Cells and Biomarkers widgets driven in a real viewer under Xvfb."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.gui
+
+napari = pytest.importorskip("napari")
+
+
+def _wait(qtbot: Any, widget: Any, timeout_s: float = 120) -> None:
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=int(timeout_s * 1000))
+
+
+def _slide_layer(viewer: Any, path: Any) -> Any:
+    return viewer.open(str(path), plugin="napari-gbm")[0]
+
+
+@pytest.fixture
+def region_run(make_napari_viewer, qtbot, synthetic_ki67):
+    from napari_gbm.widgets._cells import CellsWidget
+
+    viewer = make_napari_viewer()
+    slide = _slide_layer(viewer, synthetic_ki67)
+    mpp = slide.metadata["napari_gbm"]["mpp"]
+    # a rectangle drawn over part of the slide, in world µm
+    rect = np.array([[300, 250], [300, 850], [750, 850], [750, 250]], float)
+    viewer.add_shapes([rect], shape_type="rectangle", name="region")
+    w = CellsWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    w._layer.value = slide
+    w._scope.value = "drawn region"
+    w._stain.value = "hdab"
+    w._shapes.reset_choices()
+    w._shapes.value = viewer.layers["region"]
+    assert w.run() is not None
+    _wait(qtbot, w)
+    return viewer, w, slide, mpp, synthetic_ki67
+
+
+@pytest.mark.slow
+def test_cells_of_a_drawn_region(region_run):
+    from napari_gbm.cells import CellParams
+    from napari_gbm.region import analyze_region
+    from napari_gbm.slide import Slide
+
+    viewer, w, slide, mpp, path = region_run
+    points = viewer.layers[f"{slide.name} cells"]
+    labels = viewer.layers[f"{slide.name} nuclei"]
+    assert isinstance(points, napari.layers.Points)
+    assert isinstance(labels, napari.layers.Labels)
+    np.testing.assert_allclose(points.scale, (mpp, mpp))
+    meta = points.metadata["napari_gbm"]
+    assert meta["kind"] == "cells" and meta["software"]["napari_gbm"]
+    # the same cells as the core function on the same box
+    ref = analyze_region(
+        Slide(path),
+        (250 / mpp, 300 / mpp, 600 / mpp, 450 / mpp),
+        CellParams(stain="hdab", texture=False),
+        outlines=False,
+    )
+    assert len(points.data) == len(ref.cells) > 50
+    np.testing.assert_allclose(
+        np.sort(points.features["nucleus_area_um2"]), np.sort(ref.cells["nucleus_area_um2"])
+    )
+    # every cell's centroid is inside the rectangle
+    y_um, x_um = points.data[:, 0] * mpp, points.data[:, 1] * mpp
+    assert (x_um >= 250 - mpp).all() and (x_um <= 850).all() and (y_um >= 300 - mpp).all()
+    assert labels.metadata["napari_gbm"]["region"]["downsample"] == pytest.approx(1.0)
+    assert labels.data.max() > 50
+    assert "cells" in w._status.value
+
+
+@pytest.mark.slow
+def test_biomarkers_widget_regrades_and_maps(region_run, qtbot):
+    from napari_gbm._napari._layers import class_colors
+    from napari_gbm.biomarkers import ihc_scores, positive_class
+    from napari_gbm.widgets._biomarkers import BiomarkersWidget
+
+    viewer, _, slide, mpp, _ = region_run
+    points = viewer.layers[f"{slide.name} cells"]
+    b = BiomarkersWidget(viewer)
+    viewer.window.add_dock_widget(b)
+    b._layer.value = points
+    assert b._column.value == "nucleus_dab_od_mean"
+    b._t1.value = 0.3  # thresholds 0.3 / 0.4 / 0.6: fewer 1+ cells
+    expected = positive_class(points.features["nucleus_dab_od_mean"], (0.3, 0.4, 0.6))
+    np.testing.assert_array_equal(points.features["positive_class"], expected)
+    np.testing.assert_allclose(points.face_color, class_colors(expected))
+    s = ihc_scores(expected)
+    assert f"positive {s['positive_percent']:.1f} %" in b._scores.value
+    assert b.scores()["h_score"] == pytest.approx(s["h_score"])
+    b._colour.value = "nucleus_area_um2"
+    assert not np.allclose(points.face_color, class_colors(expected))
+    maps = b.add_maps()
+    assert {m.metadata["napari_gbm"]["map"] for m in maps} == {
+        "cell_density_per_mm2",
+        "positive_percent",
+    }
+    assert maps[0].scale[-1] == pytest.approx(25.0)
+    # locate the first row of the table: the view centres on that cell
+    b._locate(0)
+    idx = next(iter(points.selected_data))
+    np.testing.assert_allclose(viewer.camera.center[-2:], points.data[idx] * mpp, atol=1e-6)
+
+
+def test_cells_widget_bad_input_notifies(make_napari_viewer, monkeypatch):
+    import napari_gbm.widgets._cells as mod
+
+    messages: list[str] = []
+    monkeypatch.setattr(mod, "_notify_error", messages.append)
+    viewer = make_napari_viewer()
+    w = mod.CellsWidget(viewer)
+    assert w.run() is None
+    assert "no slide layer" in messages[-1]
+
+
+@pytest.mark.slow
+def test_cells_widget_cancel(make_napari_viewer, qtbot, synthetic_he, tmp_path):
+    from napari_gbm.widgets._cells import CellsWidget
+
+    viewer = make_napari_viewer()
+    slide = _slide_layer(viewer, synthetic_he)
+    w = CellsWidget(viewer)
+    w._layer.value = slide
+    w._scope.value = "whole slide"
+    w._out.value = tmp_path
+    n_layers = len(viewer.layers)
+    w.run()
+    w.cancel()
+    t0 = time.monotonic()
+    _wait(qtbot, w)
+    assert time.monotonic() - t0 < 60
+    assert "cancelled" in w._status.value
+    assert len(viewer.layers) == n_layers
+    assert not (tmp_path / "summary.json").exists()
+    assert not (tmp_path / "cells.parquet").exists()
