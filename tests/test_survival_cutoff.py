@@ -5,6 +5,9 @@ published values, and their behaviour on data with and without a true cut."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +23,8 @@ from napari_gbm.survival.cutoff import (
 )
 from napari_gbm.survival.logrank import logrank_test
 
-DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "tests" / "data"
 
 
 def cohort(seed: int, n: int, hr: float, cut: float = 0.6) -> tuple[np.ndarray, ...]:
@@ -198,3 +202,23 @@ def test_altman_range_flag() -> None:
     assert oc.altman_in_range == (1e-4 <= oc.p_value <= 0.1)
     asym = optimal_cutoff(score, time, event, min_prop=0.2, max_prop=0.9)
     assert np.isnan(asym.p_altman) and not asym.altman_in_range
+
+
+def test_maxstat_kernel_without_jit() -> None:
+    # the Numba kernel run as plain Python gives the same statistics
+    code = (
+        "import sys\n"
+        "sys.path.insert(0, 'tests')\n"
+        "from test_survival_cutoff import cohort\n"
+        "from napari_gbm.survival.cutoff import optimal_cutoff\n"
+        "s, t, e = cohort(5, 90, hr=2.0)\n"
+        "print(*optimal_cutoff(s, t, e).candidates['chi2'].tolist())\n"
+    )
+    env = {**os.environ, "NUMBA_DISABLE_JIT": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT, env=env
+    )
+    assert proc.returncode == 0, proc.stderr
+    score, time, event = cohort(5, 90, hr=2.0)
+    expected = optimal_cutoff(score, time, event).candidates["chi2"].to_numpy()
+    np.testing.assert_allclose([float(v) for v in proc.stdout.split()], expected, rtol=1e-12)

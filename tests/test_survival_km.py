@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -344,3 +345,25 @@ def test_package_import_is_light_and_gui_free() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_cindex_kernel_without_jit() -> None:
+    # the Numba kernel run as plain Python gives the same counts
+    code = (
+        "import numpy as np\n"
+        "from napari_gbm.survival.concordance import concordance_counts\n"
+        "rng = np.random.default_rng(3)\n"
+        "t = rng.integers(1, 30, 400).astype(float); e = rng.random(400) < 0.6\n"
+        "r = np.round(rng.normal(size=400), 1)\n"
+        "print(*concordance_counts(t, e, r))\n"
+    )
+    env = {**os.environ, "NUMBA_DISABLE_JIT": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT, env=env
+    )
+    assert proc.returncode == 0, proc.stderr
+    rng = np.random.default_rng(3)
+    t = rng.integers(1, 30, 400).astype(float)
+    e = rng.random(400) < 0.6
+    r = np.round(rng.normal(size=400), 1)
+    assert tuple(int(v) for v in proc.stdout.split()) == concordance_counts(t, e, r)

@@ -171,7 +171,10 @@ def _separation_check(
         v = vecs[:, 0]
         if float(v @ beta) < 0:
             v = -v
-        involved = [names[j] for j in np.argsort(-np.abs(v.numpy())) if abs(float(v[j])) > 0.3]
+        ranked = np.argsort(-np.abs(v.numpy()))
+        involved = [names[j] for j in ranked if abs(float(v[j])) > 0.3] or [
+            names[j] for j in ranked[:3]
+        ]
         directions.append((v, involved))
     for d, involved in directions:
         if problem.loss(beta + _SEPARATION_PROBE_STD * d) <= loss0 + slack:
