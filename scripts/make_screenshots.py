@@ -56,6 +56,49 @@ def capture(sample: str, filename: str, tile_size: int) -> None:
     viewer.close()
 
 
+def capture_analysis(filename: str) -> None:
+    """The synthetic Ki-67 slide analysed (analyze_slide), opened as an analysis folder:
+    slide, cells coloured by DAB grade, the Ki-67 hotspot map; the Biomarkers widget docked."""
+    import tempfile
+
+    import napari
+    from PIL import Image
+
+    from napari_gbm.cells import CellParams
+    from napari_gbm.pipeline import AnalyzeParams, analyze_slide
+    from napari_gbm.samples import synthetic_sample_path
+    from napari_gbm.widgets._biomarkers import BiomarkersWidget
+
+    out = Path(tempfile.mkdtemp(prefix="napari-gbm-shot-")) / "ki67"
+    analyze_slide(
+        synthetic_sample_path("hdab"),
+        out,
+        AnalyzeParams(cells=CellParams(stain="hdab", texture=False)),
+    )
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1500, 950)
+    layers = viewer.open(str(out), plugin="napari-gbm")
+    by_name = {ly.name: ly for ly in layers}
+    name = next(n for n in by_name if n.endswith("local positive %"))
+    by_name[name].visible = True
+    by_name[name].opacity = 0.35
+    widget = BiomarkersWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Biomarkers")
+    viewer.canvas.overlays["scale_bar"].visible = True
+    viewer.reset_view()
+    viewer.camera.zoom *= 1.6  # a closer look: single cells visible
+    _settle(1.5)
+    img = np.asarray(viewer.screenshot(canvas_only=False, flash=False))
+    if img[..., :3].std() < 15:
+        sys.exit(f"{filename}: the capture is blank")
+    Image.fromarray(img).save(OUT / filename)
+    print(f"wrote {OUT / filename} {img.shape}")
+    viewer.close()
+
+
 if __name__ == "__main__":
+    capture_analysis("analysis_synthetic_ki67.png")
+    if "--analysis-only" in sys.argv:
+        sys.exit(0)
     capture("cmu1_small_region", "slide_tiles_cmu1.png", 512)
     capture("synthetic_gbm_ki67", "slide_tiles_synthetic_ki67.png", 1024)

@@ -140,3 +140,39 @@ def test_cells_widget_cancel(make_napari_viewer, qtbot, synthetic_he, tmp_path):
     assert len(viewer.layers) == n_layers
     assert not (tmp_path / "summary.json").exists()
     assert not (tmp_path / "cells.parquet").exists()
+
+
+@pytest.mark.slow
+def test_analysis_folder_reopens_with_its_layers(make_napari_viewer, synthetic_ki67, tmp_path):
+    from napari_gbm.cells import CellParams
+    from napari_gbm.pipeline import AnalyzeParams, analyze_slide
+
+    out = tmp_path / "ki67"
+    s = analyze_slide(synthetic_ki67, out, AnalyzeParams(cells=CellParams("hdab", texture=False)))
+    viewer = make_napari_viewer(show=True)
+    layers = viewer.open(str(out), plugin="napari-gbm")
+    kinds = {type(ly).__name__ for ly in layers}
+    assert kinds == {"Image", "Points", "Labels"}
+    cells = next(ly for ly in layers if isinstance(ly, napari.layers.Points))
+    assert len(cells.data) == s["n_cells"]
+    assert cells.metadata["napari_gbm"]["analysed_tissue_area_mm2"] == pytest.approx(
+        s["analysed_tissue_area_mm2"]
+    )
+    maps = [ly for ly in layers if ly.metadata.get("napari_gbm", {}).get("kind") == "biomarker_map"]
+    assert {m.metadata["napari_gbm"]["map"] for m in maps} >= {
+        "cell_density_per_mm2",
+        "positive_percent",
+        "region_class",
+    }
+    # the slide, the cells and a map in one picture: real pixels, not a blank canvas
+    pos = next(m for m in maps if m.metadata["napari_gbm"]["map"] == "positive_percent")
+    pos.visible = True
+    viewer.window._qt_window.resize(1200, 900)
+    viewer.reset_view()
+    from qtpy.QtWidgets import QApplication
+
+    for _ in range(20):
+        QApplication.processEvents()
+        time.sleep(0.02)
+    img = np.asarray(viewer.screenshot(canvas_only=True, flash=False))[..., :3].astype(float)
+    assert img.std() > 15 and (img.mean(axis=2) > 100).mean() > 0.05

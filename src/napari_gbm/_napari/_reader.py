@@ -1,4 +1,6 @@
-"""napari reader: whole-slide images as lazy multiscale layers in µm.
+"""napari reader: whole-slide images as lazy multiscale layers in µm, and analysis
+folders (``napari-gbm analyze`` / the Cells widget's output) as the slide with its result
+layers: tissue, cells (Points with the cell table), biomarker maps, tile region classes.
 
 Returns ``None`` for anything it cannot open (napari then tries other readers); never
 raises at the get-reader stage, and never reads level 0 whole.
@@ -18,6 +20,8 @@ PathOrPaths = str | Sequence[str]
 
 def napari_get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[LayerData]] | None:
     paths = [path] if isinstance(path, str | Path) else list(path)
+    if len(paths) == 1 and (Path(paths[0]) / "summary.json").is_file():
+        return read_analysis_folder
     slides: list[Slide] = []
     for p in paths:
         try:
@@ -53,3 +57,104 @@ def _warn(message: str) -> None:
         import warnings
 
         warnings.warn(message, stacklevel=3)
+
+
+def read_analysis_folder(path: PathOrPaths) -> list[LayerData]:
+    """The layers of a complete analysis folder (one with ``summary.json``)."""
+    import json
+
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    from napari_gbm._napari._layers import cells_points_layer, map_layer
+    from napari_gbm.biomarkers import REGION_CLASSES, tile_map
+
+    folder = Path(path if isinstance(path, str | Path) else path[0])
+    summary = json.loads((folder / "summary.json").read_text())
+    info = summary.get("slide", {})
+    mpp = info.get("mpp")
+    name = summary.get("slide_id") or folder.name
+    meta = {"analysis_folder": str(folder), "slide_id": name}
+    layers: list[LayerData] = []
+    slide_path = Path(summary.get("input", {}).get("path", ""))
+    if slide_path.is_file():
+        try:
+            layers.append(slide_layer(Slide(slide_path, mpp=mpp), name=name))
+        except SlideError as exc:
+            _warn(f"the analysed slide could not be opened ({exc}); showing the results only")
+    else:
+        _warn(f"the analysed slide {slide_path} is not there; showing the results only")
+    w0 = info.get("dimensions", (0, 0))[0]
+    if (folder / "tissue_mask.png").is_file() and mpp and w0:
+        mask = np.asarray(Image.open(folder / "tissue_mask.png")) > 0
+        ds = w0 / mask.shape[1]
+        layers.append(
+            (
+                mask.astype(np.uint8),
+                {
+                    "name": f"{name} tissue",
+                    "scale": (ds * mpp, ds * mpp),
+                    "translate": ((ds - 1) / 2 * mpp, (ds - 1) / 2 * mpp),
+                    "opacity": 0.5,
+                    "visible": False,  # a fill would tint the stain colours
+                    "colormap": {None: "transparent", 0: "transparent", 1: "lime"},
+                    "metadata": {"napari_gbm": {"kind": "tissue_mask", **meta}},
+                },
+                "labels",
+            )
+        )
+    tiles_path = folder / "tiles.parquet"
+    if tiles_path.is_file() and mpp:
+        tiles = pd.read_parquet(tiles_path)
+        if "region_class" in tiles and len(tiles):
+            first = tiles.loc[tiles["core_width_um"].idxmax()]
+            size = float(first["core_width_um"])
+            origin = (
+                float(first["core_x0_um"] - (first["col"] - tiles["col"].min()) * size),
+                float(first["core_y0_um"] - (first["row"] - tiles["row"].min()) * size),
+            )
+            regions = tile_map(tiles, tiles["region_class"].where(tiles["region_class"] > 0))
+            data, kw, kind = map_layer(
+                regions,
+                size,
+                mpp,
+                name=f"{name} tile regions",
+                colormap="turbo",
+                contrast_limits=(0, max(REGION_CLASSES)),
+                origin_um=origin,
+                metadata={**meta, "map": "region_class", "classes": REGION_CLASSES},
+            )
+            kw["visible"] = False
+            layers.append((data, kw, kind))
+    if (folder / "maps.npz").is_file() and mpp:
+        maps = np.load(folder / "maps.npz")
+        styles = {
+            "cell_density_per_mm2": ("cell density (/mm²)", "magma"),
+            "positive_percent": ("local positive %", "inferno"),
+            "necrosis": ("necrosis", "red"),
+        }
+        for key, (title, cmap) in styles.items():
+            if key in maps.files:
+                data, kw, kind = map_layer(
+                    maps[key],
+                    float(maps["bin_um"]),
+                    mpp,
+                    name=f"{name} {title}",
+                    colormap=cmap,
+                    metadata={**meta, "map": key},
+                )
+                kw["visible"] = False
+                layers.append((data, kw, kind))
+    if (folder / "cells.parquet").is_file():
+        cells = pd.read_parquet(folder / "cells.parquet")
+        area = summary.get("analysed_tissue_area_mm2")
+        layers.append(
+            cells_points_layer(
+                cells,
+                mpp,
+                name=f"{name} cells",
+                metadata={**meta, "scope": "slide", "analysed_tissue_area_mm2": area},
+            )
+        )
+    return layers
