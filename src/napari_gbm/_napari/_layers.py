@@ -222,14 +222,18 @@ def cells_points_layer(
         features = cells[[c for c in KEY_FEATURES if c in cells.columns]]
     else:
         features = cells
-    classes = cells["positive_class"] if "positive_class" in cells else np.full(len(cells), -1)
+    if "positive_class" not in features:
+        features = features.assign(positive_class=np.full(len(features), -1, np.int8))
     kwargs = {
         "name": name,
         "scale": (mpp, mpp),
         "units": (unit, unit),
         "size": POINT_DIAMETER_UM / mpp,
         "border_width": 0,
-        "face_color": class_colors(classes),
+        # napari's categorical colour path with a fixed class -> colour map: faster to add
+        # and to recolour than an RGBA array (benchmarks/bench_napari_points.py)
+        "face_color": "positive_class",
+        "face_color_cycle": CLASS_COLORS,
         "features": features.reset_index(drop=True),
         "metadata": {
             "napari_gbm": {

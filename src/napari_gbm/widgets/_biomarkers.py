@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton
 
-from napari_gbm._napari._layers import class_colors, map_layer, value_colors
+from napari_gbm._napari._layers import CLASS_COLORS, map_layer, value_colors
 from napari_gbm.biomarkers import PositivityParams, ihc_scores, positive_class, spatial_biomarkers
 
 if TYPE_CHECKING:
@@ -145,8 +145,13 @@ class BiomarkersWidget(Container):
         by = self._colour.value or "positive_class"
         f = layer.features
         if by == "positive_class":
-            cls = f["positive_class"] if "positive_class" in f else np.full(len(f), -1)
-            layer.face_color = class_colors(cls)
+            if "positive_class" not in f:
+                layer.features["positive_class"] = np.full(len(f), -1, np.int8)
+            if layer.face_color_mode == "cycle" and layer._face.color_properties.name == by:
+                layer.refresh_colors(update_color_mapping=False)
+            else:
+                layer.face_color_cycle = CLASS_COLORS
+                layer.face_color = "positive_class"
             layer.metadata["napari_gbm"]["colour_by"] = "positive_class"
         else:
             rgba, limits = value_colors(f[by].to_numpy())
