@@ -13,6 +13,7 @@ from ._params import (
     STAIN_E,
     STAIN_H,
 )
+from .cohort import make_synthetic_cohort as make_synthetic_cohort
 from .generator import SyntheticSlideInfo, make_synthetic_slide
 from .pyramid import level_dimensions
 from .truth import NUCLEI_SCHEMA
