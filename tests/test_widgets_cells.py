@@ -106,7 +106,7 @@ def test_biomarkers_widget_regrades_and_maps(region_run, qtbot):
     # locate the first row of the table: the view centres on that cell
     b._locate(0)
     idx = next(iter(points.selected_data))
-    np.testing.assert_allclose(viewer.camera.center[-2:], points.data[idx] * mpp, atol=1e-6)
+    np.testing.assert_allclose(viewer.scene.camera.center[-2:], points.data[idx] * mpp, atol=1e-6)
 
 
 def test_cells_widget_bad_input_notifies(make_napari_viewer, monkeypatch):
@@ -176,3 +176,53 @@ def test_analysis_folder_reopens_with_its_layers(make_napari_viewer, synthetic_k
         time.sleep(0.02)
     img = np.asarray(viewer.screenshot(canvas_only=True, flash=False))[..., :3].astype(float)
     assert img.std() > 15 and (img.mean(axis=2) > 100).mean() > 0.05
+
+
+def test_cells_in_view_follow_the_camera(make_napari_viewer):
+    import pandas as pd
+
+    from napari_gbm._napari._cell_view import CellsInView
+    from napari_gbm._napari._layers import cells_points_layer
+    from napari_gbm.biomarkers import positive_class
+    from napari_gbm.widgets._biomarkers import BiomarkersWidget
+
+    rng = np.random.default_rng(0)
+    n = 200_000
+    cells = pd.DataFrame(
+        {
+            "cell_id": np.arange(1, n + 1),
+            "centroid_x_px": rng.uniform(0, 40_000, n),
+            "centroid_y_px": rng.uniform(0, 40_000, n),
+            "nucleus_dab_od_mean": rng.gamma(2, 0.12, n).astype(np.float32),
+            "nucleus_area_um2": rng.gamma(6, 9, n).astype(np.float32),
+        }
+    )
+    cells["positive_class"] = positive_class(cells["nucleus_dab_od_mean"])
+    viewer = make_napari_viewer()
+    data, kw, _ = cells_points_layer(cells, 0.5, name="cells")
+    layer = viewer.add_points(data, **kw)
+    view = CellsInView(viewer, layer, max_points=20_000)
+    viewer.scene.camera.center = (10_000.0, 5_000.0)  # µm
+    viewer.scene.camera.zoom = 1.0
+    view.update()
+    x0, y0, x1, y1 = view.view_box_px()
+    inside = (cells.centroid_x_px.between(x0, x1, inclusive="left")) & (
+        cells.centroid_y_px.between(y0, y1, inclusive="left")
+    )
+    assert 0 < inside.sum() <= 20_000
+    assert len(layer.data) == inside.sum()
+    np.testing.assert_array_equal(np.sort(layer.features["cell_id"]), cells.cell_id[inside])
+    viewer.scene.camera.zoom = 0.01  # the whole slide: too many cells, the layer empties
+    view.update()
+    assert len(layer.data) == 0 and "zoom in" in view.status
+    # regrading applies to every cell, not only those shown
+    viewer.scene.camera.zoom = 1.0
+    view.update()
+    b = BiomarkersWidget(viewer)
+    b._layer.value = layer
+    b._t1.value = 0.35
+    expected = positive_class(cells["nucleus_dab_od_mean"], (0.35, 0.4, 0.6))
+    np.testing.assert_array_equal(view.cells["positive_class"], expected)
+    shown = view.cells.iloc[view.shown]
+    np.testing.assert_array_equal(layer.features["positive_class"], shown["positive_class"])
+    assert b.scores()["n_graded"] == n

@@ -24,6 +24,13 @@ MAX_TILE_SHAPES = 5000
 TISSUE_COLOR = "lime"
 
 
+def camera_of(viewer: Any) -> Any:
+    """The viewer's camera (``viewer.scene.camera`` since napari 0.9, ``viewer.camera``
+    before)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None else viewer.camera
+
+
 def _unit(slide_mpp: float | None) -> tuple[float, str]:
     return (slide_mpp, "um") if slide_mpp else (1.0, "pixel")
 

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton
 
-from napari_gbm._napari._layers import CLASS_COLORS, map_layer, value_colors
+from napari_gbm._napari._cell_view import CellsInView, cells_in_view_of
+from napari_gbm._napari._layers import CLASS_COLORS, camera_of, map_layer, value_colors
 from napari_gbm.biomarkers import PositivityParams, ihc_scores, positive_class, spatial_biomarkers
 
 if TYPE_CHECKING:
@@ -44,6 +45,11 @@ class BiomarkersWidget(Container):
         self._colour = ComboBox(label="colour by", choices=self._colour_choices)
         self._scores = Label(label="scores", value="")
         self._maps_btn = PushButton(text="Add biomarker maps")
+        self._in_view_btn = PushButton(
+            text="Show only the cells in view",
+            tooltip="For whole slides (10^5-10^6 cells): the layer holds the cells in view "
+            "only, so napari stays fast; zoomed out, the maps show the slide.",
+        )
         self._hist_column = ComboBox(label="histogram / table of", choices=self._numeric_columns)
         self.extend(
             [
@@ -69,6 +75,7 @@ class BiomarkersWidget(Container):
         self._layer.changed.connect(self._layer_changed)
         self._hist_column.changed.connect(self.show_distribution)
         self._maps_btn.changed.connect(self.add_maps)
+        self._in_view_btn.changed.connect(self.in_view_only)
         napari_viewer.layers.events.inserted.connect(self._refresh)
         napari_viewer.layers.events.removed.connect(self._refresh)
         self._refresh()
@@ -112,6 +119,29 @@ class BiomarkersWidget(Container):
         self.show_scores()
         self.show_distribution()
 
+    # -- the whole table (all cells, also when the layer shows those in view only) ---------
+    def table(self) -> Any:
+        layer = self._layer.value
+        view = cells_in_view_of(layer) if layer is not None else None
+        return view.cells if view is not None else layer.features
+
+    def positions_px(self) -> tuple[np.ndarray, np.ndarray]:
+        layer = self._layer.value
+        view = cells_in_view_of(layer)
+        if view is not None:
+            return view.y, view.x
+        return np.asarray(layer.data[:, -2]), np.asarray(layer.data[:, -1])
+
+    def in_view_only(self, *_: Any) -> CellsInView | None:
+        layer = self._layer.value
+        if layer is None:
+            return None
+        view = cells_in_view_of(layer)
+        if view is None:
+            view = CellsInView(self._viewer, layer)
+        self._scores.value = self._scores.value.split("\n[")[0] + f"\n[{view.status}]"
+        return view
+
     # -- thresholds and colours --------------------------------------------------------------
     def thresholds(self) -> tuple[float, ...]:
         if self._mode.value == "positive/negative":
@@ -128,8 +158,12 @@ class BiomarkersWidget(Container):
         except ValueError as exc:
             self._scores.value = f"invalid thresholds: {exc}"
             return
-        values = layer.features[params.column].to_numpy()
-        layer.features["positive_class"] = positive_class(values, params.thresholds)
+        table = self.table()
+        values = table[params.column].to_numpy()
+        table["positive_class"] = positive_class(values, params.thresholds)
+        view = cells_in_view_of(layer)
+        if view is not None:
+            view.refresh()
         layer.metadata.setdefault("napari_gbm", {})["positivity"] = {
             "column": params.column,
             "thresholds": list(params.thresholds),
@@ -144,6 +178,15 @@ class BiomarkersWidget(Container):
             return
         by = self._colour.value or "positive_class"
         f = layer.features
+        view = cells_in_view_of(layer)
+        if view is not None:
+            if by == "positive_class":
+                layer.metadata["napari_gbm"]["colour_by"] = "positive_class"
+            else:
+                _, limits = value_colors(view.cells[by].to_numpy())
+                layer.metadata["napari_gbm"]["colour_by"] = {"column": by, "limits": limits}
+            view.refresh()
+            return
         if by == "positive_class":
             if "positive_class" not in f:
                 layer.features["positive_class"] = np.full(len(f), -1, np.int8)
@@ -166,7 +209,7 @@ class BiomarkersWidget(Container):
         layer = self._layer.value
         if layer is None:
             return {}
-        f = layer.features
+        f = self.table()
         cls = f["positive_class"].to_numpy() if "positive_class" in f else np.full(len(f), -1)
         s = ihc_scores(cls, graded=len(self.thresholds()) == 3)
         meta = layer.metadata.get("napari_gbm", {})
@@ -200,10 +243,10 @@ class BiomarkersWidget(Container):
         if layer is None:
             _notify_error("no cells layer: detect cells first")
             return []
-        f = layer.features
+        f = self.table()
         mpp = float(layer.scale[-1])
-        y = layer.data[:, -2] * mpp
-        x = layer.data[:, -1] * mpp
+        yp, xp = self.positions_px()
+        y, x = yp * mpp, xp * mpp
         if len(x) == 0:
             _notify_error("the cells layer is empty")
             return []
@@ -247,26 +290,33 @@ class BiomarkersWidget(Container):
         if layer is None or col is None:
             self._canvas.draw_idle()
             return
-        v = layer.features[col].to_numpy(dtype=np.float64)
+        table = self.table()
+        v = table[col].to_numpy(dtype=np.float64)
         v = v[np.isfinite(v)]
         ax.hist(v, bins=60, color="#4477aa")
         ax.set_xlabel(col)
         ax.set_ylabel("cells")
         self._figure.tight_layout()
         self._canvas.draw_idle()
-        _fill_table(self._table, layer.features, col)
+        _fill_table(self._table, table, col)
 
     def _locate(self, row: int) -> None:
         layer = self._layer.value
         item = self._table.item(row, 0)
         if layer is None or item is None:
             return
-        idx = int(item.data(0x0100))  # Qt.UserRole: the point's index
+        idx = int(item.data(0x0100))  # Qt.UserRole: the cell's row in the whole table
         mpp = float(layer.scale[-1])
-        yx = layer.data[idx, -2:] * mpp
-        self._viewer.camera.center = (float(yx[0]), float(yx[1]))
-        self._viewer.camera.zoom = max(self._viewer.camera.zoom, 2.0 / mpp)
-        layer.selected_data = {idx}
+        yp, xp = self.positions_px()
+        camera_of(self._viewer).center = (float(yp[idx] * mpp), float(xp[idx] * mpp))
+        camera_of(self._viewer).zoom = max(camera_of(self._viewer).zoom, 2.0 / mpp)
+        view = cells_in_view_of(layer)
+        if view is not None:
+            view.update()
+            where = np.flatnonzero(view.shown == idx)
+            layer.selected_data = {int(where[0])} if where.size else set()
+        else:
+            layer.selected_data = {idx}
 
 
 def _histogram_canvas() -> tuple[Any, Any]:

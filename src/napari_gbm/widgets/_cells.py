@@ -20,12 +20,19 @@ from magicgui.widgets import (
     PushButton,
 )
 
-from napari_gbm._napari._layers import cells_points_layer, map_layer, nucleus_labels_layer
+from napari_gbm._napari._layers import (
+    camera_of,
+    cells_points_layer,
+    map_layer,
+    nucleus_labels_layer,
+)
 from napari_gbm.cells import Cancelled, CellParams
 
 if TYPE_CHECKING:
     import napari
 
+#: above this many cells the Points layer shows the cells in view only
+IN_VIEW_ABOVE = 200_000
 SCOPES = ("current view", "drawn region", "whole slide")
 MAP_STYLE = {
     "cell_density_per_mm2": ("cell density (/mm²)", "magma"),
@@ -99,9 +106,9 @@ class CellsWidget(Container):
     # -- the region ------------------------------------------------------------------------
     def _view_box(self, mpp: float) -> tuple[float, float, float, float]:
         """The level-0 box (x, y, w, h) of what the canvas shows."""
-        cy, cx = self._viewer.camera.center[-2:]
-        h_px, w_px = self._viewer._canvas_size
-        zoom = self._viewer.camera.zoom
+        cy, cx = camera_of(self._viewer).center[-2:]
+        h_px, w_px = tuple(self._viewer.canvas.size)
+        zoom = camera_of(self._viewer).zoom
         w, h = w_px / zoom, h_px / zoom  # world units (µm)
         return ((cx - w / 2) / mpp, (cy - h / 2) / mpp, w / mpp, h / mpp)
 
@@ -224,11 +231,19 @@ class CellsWidget(Container):
                     metadata={**meta, "map": key},
                 )
             )
+        big = len(result["cells"]) > IN_VIEW_ABOVE
+        if big:  # whole slides: the layer holds the cells in view only (CellsInView)
+            pts, kw, kind = tuples[0]
+            tuples[0] = (pts[:0], {**kw, "features": kw["features"].iloc[:0]}, kind)
         for data in tuples:
             name = data[1]["name"]
             if name in self._viewer.layers:
                 self._viewer.layers.remove(name)
             new = self._viewer.add_layer(Layer.create(*data))
+            if data[2] == "points" and big:
+                from napari_gbm._napari._cell_view import CellsInView
+
+                CellsInView(self._viewer, new, result["cells"])
             if data[2] == "labels":
                 new.contour = 1
             if data[2] == "image":
