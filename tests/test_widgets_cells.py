@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,6 +42,7 @@ def region_run(make_napari_viewer, qtbot, synthetic_ki67):
     w._shapes.value = viewer.layers["region"]
     assert w.run() is not None
     _wait(qtbot, w)
+    assert "error" not in w._status.value, w._status.value
     return viewer, w, slide, mpp, synthetic_ki67
 
 
@@ -103,6 +106,29 @@ def test_biomarkers_widget_regrades_and_maps(region_run, qtbot):
         "positive_percent",
     }
     assert maps[0].scale[-1] == pytest.approx(25.0)
+    # export: QuPath names, GeoJSON, scores
+    import json as _json
+
+    import pandas as pd
+
+    tmp = Path(tempfile.mkdtemp())
+    b._export_path.value = tmp / "cells.csv"
+    b._naming.value = "qupath"
+    b.export()
+    csv = pd.read_csv(tmp / "cells.csv")
+    assert len(csv) == len(points.data) and "Nucleus: Area µm^2" in csv.columns
+    np.testing.assert_allclose(
+        np.sort(csv["Nucleus: Area µm^2"]), np.sort(points.features["nucleus_area_um2"]), rtol=1e-6
+    )
+    b._export_path.value = tmp / "cells.geojson"
+    b.export()
+    gj = _json.loads((tmp / "cells.geojson").read_text())
+    assert gj["type"] == "FeatureCollection" and len(gj["features"]) == len(points.data)
+    assert gj["features"][0]["geometry"]["type"] == "Polygon"
+    b._export_path.value = tmp / "scores.json"
+    b.export()
+    saved = _json.loads((tmp / "scores.json").read_text())
+    assert saved["scores"]["h_score"] == pytest.approx(s["h_score"])
     # locate the first row of the table: the view centres on that cell
     b._locate(0)
     idx = next(iter(points.selected_data))

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton
+from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton
 
 from napari_gbm._napari._cell_view import CellsInView, cells_in_view_of
 from napari_gbm._napari._layers import CLASS_COLORS, camera_of, map_layer, value_colors
@@ -51,6 +51,19 @@ class BiomarkersWidget(Container):
             "only, so napari stays fast; zoomed out, the maps show the slide.",
         )
         self._hist_column = ComboBox(label="histogram / table of", choices=self._numeric_columns)
+        self._export_path = FileEdit(
+            label="export to",
+            mode="w",
+            filter="*.csv *.tsv *.parquet *.geojson *.json",
+            tooltip="cells: .csv/.tsv/.parquet (table) or .geojson (QuPath); scores: .json",
+        )
+        self._naming = ComboBox(
+            label="column names",
+            choices=("napari_gbm", "qupath", "histomicstk"),
+            value="napari_gbm",
+            tooltip="Our names, QuPath's ('Nucleus: Area µm^2', ...) or HistomicsTK's.",
+        )
+        self._export_btn = PushButton(text="Export cells (or scores, .json)")
         self.extend(
             [
                 self._layer,
@@ -76,6 +89,7 @@ class BiomarkersWidget(Container):
         self._hist_column.changed.connect(self.show_distribution)
         self._maps_btn.changed.connect(self.add_maps)
         self._in_view_btn.changed.connect(self.in_view_only)
+        self._export_btn.changed.connect(self.export)
         napari_viewer.layers.events.inserted.connect(self._refresh)
         napari_viewer.layers.events.removed.connect(self._refresh)
         self._refresh()
@@ -233,6 +247,37 @@ class BiomarkersWidget(Container):
             f"(1+ {s['n_1plus']}, 2+ {s['n_2plus']}, 3+ {s['n_3plus']})\n"
             f"H-score {fmt(s['h_score'], '.0f')}, Allred {fmt(s['allred_score'], 'd')}"
         )
+
+    # -- export -----------------------------------------------------------------------------
+    def export(self, *_: Any) -> Any:
+        """Write the whole cell table (.csv/.tsv/.parquet, chosen names), a QuPath GeoJSON
+        (.geojson) or the scores (.json), with the layer's parameters and version."""
+        from pathlib import Path
+
+        from napari_gbm import __version__
+        from napari_gbm.export import cells_to_geojson, export_table
+        from napari_gbm.io import write_json
+
+        layer = self._layer.value
+        path = Path(str(self._export_path.value))
+        if layer is None:
+            _notify_error("no cells layer to export: detect cells first")
+            return None
+        if path.suffix.lower() not in (".csv", ".tsv", ".parquet", ".geojson", ".json"):
+            _notify_error(f"export to .csv, .tsv, .parquet, .geojson or .json, not '{path.name}'")
+            return None
+        meta = {**layer.metadata.get("napari_gbm", {}), "exported_by": __version__}
+        try:
+            if path.suffix.lower() == ".json":
+                return write_json({"scores": self.scores(), "metadata": meta}, path)
+            table = self.table()
+            if path.suffix.lower() == ".geojson":
+                cells_to_geojson(table, path, mpp=float(layer.scale[-1]), metadata=meta)
+                return path
+            return export_table(table, path, naming=self._naming.value, metadata=meta)
+        except (OSError, ValueError) as exc:
+            _notify_error(f"could not export to {path}: {exc}")
+            return None
 
     # -- maps -------------------------------------------------------------------------------
     def add_maps(self, *_: Any) -> list[Any]:
