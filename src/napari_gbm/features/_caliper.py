@@ -22,12 +22,12 @@ import numba
 import numpy as np
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _cross(oj: int, ox: int, aj: int, ax: int, bj: int, bx: int) -> int:
     return (aj - oj) * (bx - ox) - (ax - ox) * (bj - oj)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _levels_from_rows(row_lo: np.ndarray, row_hi: np.ndarray, c0: int) -> tuple:
     """Leftmost/rightmost diamond point on each half-pixel level of a row stack.
 
@@ -52,7 +52,7 @@ def _levels_from_rows(row_lo: np.ndarray, row_hi: np.ndarray, c0: int) -> tuple:
     return lo, hi
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _chains(lo: np.ndarray, hi: np.ndarray) -> tuple:
     """Left chain (convex minorant of ``lo``) and right chain (concave majorant of ``hi``).
 
@@ -81,7 +81,7 @@ def _chains(lo: np.ndarray, hi: np.ndarray) -> tuple:
     return lj[:nl], lx[:nl], rj[:nr], rx[:nr]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _rasterise(
     lj: np.ndarray, lx: np.ndarray, rj: np.ndarray, rx: np.ndarray, h: int, c0: int
 ) -> tuple:
@@ -113,7 +113,7 @@ def _rasterise(
     return run_lo, run_hi
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _calipers(lj: np.ndarray, lx: np.ndarray, rj: np.ndarray, rx: np.ndarray) -> tuple:
     """Diameter and minimum width (in pixels) of the polygon bounded by two chains.
 
@@ -160,7 +160,7 @@ def _calipers(lj: np.ndarray, lx: np.ndarray, rj: np.ndarray, rx: np.ndarray) ->
     return np.sqrt(float(max_d2)) / 2.0, min_width / 2.0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def hull_features(row_lo: np.ndarray, row_hi: np.ndarray) -> tuple:
     """Convex area (pixels), max caliper and min caliper of one object.
 

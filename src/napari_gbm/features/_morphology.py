@@ -1,10 +1,12 @@
 """Pixel grouping and per-object shape kernels for a 2-D label image.
 
-The label image is read twice in raster order: once to count pixels per label, once to
-list every object's flat pixel indices contiguously (a CSR layout: ``order`` sliced by
-``offsets``). Everything per object then works from its own slice, so objects can be
-measured in any order or in parallel and each result is computed by the same sequence
-of operations whatever the thread count (serial and parallel results are bit-identical).
+The label image is read as runs of equal non-zero labels (:func:`label_runs`; glass and
+other background cost about one memory read per pixel); every object's flat pixel
+indices are then listed contiguously from the runs (a CSR layout: ``order`` sliced by
+``offsets``), so later passes touch object pixels only. Everything per object then works
+from its own slice, so objects can be measured in any order or in parallel and each
+result is computed by the same sequence of operations whatever the thread count (serial
+and parallel results are bit-identical).
 
 Per object, one pass over its pixels gives area, bounding box, raw moments (exact integer
 sums relative to the first pixel, so symmetric objects get an exactly zero covariance, as
@@ -35,7 +37,7 @@ SHAPE_FLOAT_FIELDS = (
 )
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def value_range(flat: np.ndarray) -> tuple:
     """Minimum and maximum of a non-empty array in one pass (NumPy needs two)."""
     lo = flat[0]
@@ -46,45 +48,188 @@ def value_range(flat: np.ndarray) -> tuple:
     return lo, hi
 
 
-@numba.njit(cache=True)
-def count_pixels(labels_flat: np.ndarray, max_label: int) -> np.ndarray:
-    """Pixel count of every label value ``0..max_label`` (any integer dtype, no copy)."""
-    counts = np.zeros(max_label + 1, np.int64)
-    for i in range(labels_flat.size):
-        counts[labels_flat[i]] += 1
+#: pixels per block of the run scan: blocks without a label change are skipped when filling
+RUN_BLOCK = 4096
+
+
+@numba.njit(cache=True, nogil=True)
+def _count_runs(labels_flat: np.ndarray, changes: np.ndarray) -> int:
+    """Number of runs of non-zero labels; ``changes[b]``: whether block ``b`` holds a
+    label change."""
+    n = labels_flat.size
+    n_runs = 0
+    previous = labels_flat[0]
+    for b in range(changes.size):
+        n_changes = 0
+        for i in range(max(b * RUN_BLOCK, 1), min((b + 1) * RUN_BLOCK, n)):
+            value = labels_flat[i]
+            if value != previous:
+                n_runs += previous != 0
+                previous = value
+                n_changes += 1
+        changes[b] = n_changes > 0
+    return n_runs + (previous != 0)
+
+
+@numba.njit(cache=True, nogil=True)
+def _fill_runs(
+    labels_flat: np.ndarray,
+    changes: np.ndarray,
+    starts: np.ndarray,
+    lengths: np.ndarray,
+    values: np.ndarray,
+) -> None:
+    n = labels_flat.size
+    n_runs = 0
+    previous = labels_flat[0]
+    start = 0
+    for b in range(changes.size):
+        if not changes[b]:  # the same label throughout: nothing starts or ends here
+            continue
+        for i in range(max(b * RUN_BLOCK, 1), min((b + 1) * RUN_BLOCK, n)):
+            value = labels_flat[i]
+            if value != previous:
+                if previous != 0:
+                    starts[n_runs] = start
+                    lengths[n_runs] = i - start
+                    values[n_runs] = previous
+                    n_runs += 1
+                previous = value
+                start = i
+    if previous != 0:
+        starts[n_runs] = start
+        lengths[n_runs] = n - start
+        values[n_runs] = previous
+
+
+def label_runs(labels_flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Runs of equal non-zero labels in raster order: ``(starts, lengths, values)``, int64.
+
+    Two passes: a count of runs that notes the blocks of pixels where the label changes,
+    then a fill that visits only those blocks (a nucleus row, ~20 px, is one
+    run). Background costs about one memory read per pixel.
+    """
+    if labels_flat.size == 0:
+        empty = np.zeros(0, np.int64)
+        return empty, empty.copy(), empty.copy()
+    changes = np.zeros(-(-labels_flat.size // RUN_BLOCK), np.bool_)
+    n_runs = _count_runs(labels_flat, changes)
+    starts = np.empty(n_runs, np.int64)
+    lengths = np.empty(n_runs, np.int64)
+    values = np.empty(n_runs, np.int64)
+    _fill_runs(labels_flat, changes, starts, lengths, values)
+    return starts, lengths, values
+
+
+@numba.njit(cache=True, nogil=True)
+def run_pixel_counts(lengths: np.ndarray, rows: np.ndarray, n_objects: int) -> np.ndarray:
+    """Pixels per object from its runs (``rows[r]`` is run ``r``'s object index)."""
+    counts = np.zeros(n_objects, np.int64)
+    for r in range(lengths.size):
+        counts[rows[r]] += lengths[r]
     return counts
 
 
-@numba.njit(cache=True)
-def group_pixels(
-    labels_flat: np.ndarray, row_of: np.ndarray, offsets: np.ndarray, order: np.ndarray
+@numba.njit(cache=True, nogil=True)
+def group_runs(
+    starts: np.ndarray,
+    lengths: np.ndarray,
+    rows: np.ndarray,
+    offsets: np.ndarray,
+    order: np.ndarray,
 ) -> None:
     """Flat pixel indices grouped by object, raster order within each object.
 
-    ``row_of[label]`` is the object index of a label value (-1 for background),
-    ``offsets`` the cumulative pixel counts of the objects (``n_objects + 1``) and
-    ``order`` the output (int32 when the image has fewer than 2**31 pixels: half the
-    memory traffic of int64 for every later pass).
+    ``rows[r]`` is the object index of run ``r`` (runs in raster order), ``offsets`` the
+    cumulative pixel counts of the objects (``n_objects + 1``) and ``order`` the output
+    (int32 when the image has fewer than 2**31 pixels: half the memory traffic of int64
+    for every later pass).
     """
     cursor = offsets[:-1].copy()
-    # runs of equal labels (a nucleus row is ~20 px) cost one lookup and one cursor update
-    n = labels_flat.size
-    i = 0
-    while i < n:
-        label = labels_flat[i]
-        end = i + 1
-        while end < n and labels_flat[end] == label:
-            end += 1
-        row = row_of[label]
-        if row >= 0:
-            start = cursor[row]
-            for t in range(end - i):
-                order[start + t] = i + t
-            cursor[row] = start + end - i
-        i = end
+    for r in range(starts.size):
+        row = rows[r]
+        start = cursor[row]
+        first = starts[r]
+        for t in range(lengths[r]):
+            order[start + t] = first + t
+        cursor[row] = start + lengths[r]
 
 
-@numba.njit(cache=True)
+#: weight class of a border pixel by (border 4-neighbours, border diagonal neighbours):
+#: 1 (weight 1), 2 (sqrt(2)), 3 ((1 + sqrt(2)) / 2), 0 (no weight); scikit-image's codes
+#: 5, 7, 15, 17, 25, 27 / 21, 33 / 13, 23 (1 + 2 per side + 10 per corner)
+_WEIGHT_CLASS = np.zeros((5, 5), np.int64)
+for _sides, _corners in ((2, 0), (3, 0), (2, 1), (3, 1), (2, 2), (3, 2)):
+    _WEIGHT_CLASS[_sides, _corners] = 1
+_WEIGHT_CLASS[0, 2] = _WEIGHT_CLASS[1, 3] = 2
+_WEIGHT_CLASS[1, 1] = _WEIGHT_CLASS[1, 2] = 3
+#: the widest bounding box whose rows fit in the bits of an int64 with a 1-bit frame
+_BIT_ROWS_MAX_WIDTH = 61
+
+
+@numba.njit(cache=True, nogil=True)
+def _weighted_length(n1: int, n2: int, n3: int) -> float:
+    return n1 + n2 * np.sqrt(2.0) + n3 * (1.0 + np.sqrt(2.0)) / 2.0
+
+
+@numba.njit(cache=True, nogil=True)
+def _count4(a: int, b: int, c: int, d: int) -> tuple:
+    """Bit-sliced sum of four 1-bit planes: bits 0, 1, 2 of a + b + c + d, per bit."""
+    x1 = a ^ b
+    y1 = a & b
+    x2 = c ^ d
+    y2 = c & d
+    t = x1 & x2
+    return x1 ^ x2, y1 ^ y2 ^ t, (y1 & y2) | (t & (y1 | y2))
+
+
+@numba.njit(cache=True, nogil=True)
+def _bit_count(x: int) -> int:
+    count = 0
+    while x:
+        x &= x - 1
+        count += 1
+    return count
+
+
+@numba.njit(cache=True, nogil=True)
+def _perimeter_bit_rows(rows: np.ndarray, cols: np.ndarray, h: int) -> float:
+    """:func:`_perimeter` for a bounding box at most :data:`_BIT_ROWS_MAX_WIDTH` wide:
+    each row is an int64 bit mask, and the border and the neighbour counts of all its
+    pixels come from a few word operations (bit-sliced adders), not pixel by pixel."""
+    mask = np.zeros(h + 2, np.int64)  # rows 0 and h + 1, and bit 0, are the empty frame
+    for t in range(rows.size):
+        mask[rows[t] + 1] |= 1 << (cols[t] + 1)
+    border = np.zeros(h + 2, np.int64)
+    for k in range(1, h + 1):
+        m = mask[k]
+        inner = m & mask[k - 1] & mask[k + 1] & (m << 1) & (m >> 1)
+        border[k] = m & ~inner
+    n1 = 0
+    n2 = 0
+    n3 = 0
+    for k in range(1, h + 1):
+        b = border[k]
+        if b == 0:
+            continue
+        up = border[k - 1]
+        down = border[k + 1]
+        s0, s1, s2 = _count4(up, down, b << 1, b >> 1)  # border 4-neighbours
+        c0, c1, c2 = _count4(up << 1, up >> 1, down << 1, down >> 1)  # diagonal ones
+        sides0 = ~s2 & ~s1 & ~s0
+        sides1 = ~s2 & ~s1 & s0
+        sides23 = ~s2 & s1
+        corners1 = ~c2 & ~c1 & c0
+        corners2 = ~c2 & c1 & ~c0
+        corners3 = ~c2 & c1 & c0
+        corners012 = ~(c2 | (c1 & c0))
+        n1 += _bit_count(b & sides23 & corners012)
+        n2 += _bit_count(b & ((sides0 & corners2) | (sides1 & corners3)))
+        n3 += _bit_count(b & sides1 & (corners1 | corners2))
+    return _weighted_length(n1, n2, n3)
+
+
+@numba.njit(cache=True, nogil=True)
 def _perimeter(rows: np.ndarray, cols: np.ndarray, h: int, w: int) -> float:
     """scikit-image's ``perimeter(image, 4)`` of one object, on its own bbox mask.
 
@@ -93,27 +238,29 @@ def _perimeter(rows: np.ndarray, cols: np.ndarray, h: int, w: int) -> float:
     counts as outside, as in scikit-image's erosion with ``border_value=0``). Each border
     pixel gets the code 1 + 2 per border 4-neighbour + 10 per border diagonal neighbour,
     weighted 1 (codes 5, 7, 15, 17, 25, 27), sqrt(2) (21, 33) or (1 + sqrt(2)) / 2 (13, 23).
+    The weights are summed as exact counts per class, so both ways give the same number.
     """
-    # the weight class of (border 4-neighbours, border diagonal neighbours); 0 = no weight
-    weight_class = np.zeros((5, 5), np.int64)
-    for sides, corners in ((2, 0), (3, 0), (2, 1), (3, 1), (2, 2), (3, 2)):
-        weight_class[sides, corners] = 1
-    weight_class[0, 2] = weight_class[1, 3] = 2
-    weight_class[1, 1] = weight_class[1, 2] = 3
+    if w <= _BIT_ROWS_MAX_WIDTH:
+        return _perimeter_bit_rows(rows, cols, h)
     # flat bbox mask with a one-pixel frame: 0 outside, 1 inside, 2 border
+    n = rows.size
     stride = w + 2
     mask = np.zeros((h + 2) * stride, np.uint8)
-    for t in range(rows.size):
-        mask[(rows[t] + 1) * stride + cols[t] + 1] = 1
-    for t in range(rows.size):
+    position = np.empty(n, np.int64)
+    for t in range(n):
         p = (rows[t] + 1) * stride + cols[t] + 1
-        if min(mask[p - stride], mask[p + stride], mask[p - 1], mask[p + 1]) == 0:
-            mask[p] = 2
-    counts = np.zeros(4, np.int64)  # exact counts per weight class, combined once
-    for t in range(rows.size):
-        p = (rows[t] + 1) * stride + cols[t] + 1
-        if mask[p] != 2:
-            continue
+        position[t] = p
+        mask[p] = 1
+    n_border = 0  # border pixels' positions, gathered in front of the others
+    for t in range(n):
+        p = position[t]
+        position[n_border] = p
+        n_border += (mask[p - stride] & mask[p + stride] & mask[p - 1] & mask[p + 1]) == 0
+    for t in range(n_border):
+        mask[position[t]] = 2
+    counts = np.zeros(4, np.int64)
+    for t in range(n_border):
+        p = position[t]
         sides = (
             int(mask[p - stride] == 2)
             + int(mask[p + stride] == 2)
@@ -126,11 +273,11 @@ def _perimeter(rows: np.ndarray, cols: np.ndarray, h: int, w: int) -> float:
             + int(mask[p + stride - 1] == 2)
             + int(mask[p + stride + 1] == 2)
         )
-        counts[weight_class[sides, corners]] += 1
-    return counts[1] + counts[2] * np.sqrt(2.0) + counts[3] * (1.0 + np.sqrt(2.0)) / 2.0
+        counts[_WEIGHT_CLASS[sides, corners]] += 1
+    return _weighted_length(counts[1], counts[2], counts[3])
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _shape_one(pixels: np.ndarray, width: int, out_int: np.ndarray, out_float: np.ndarray) -> None:
     n = pixels.size
     r_first = pixels[0] // width
@@ -186,7 +333,7 @@ def _shape_one(pixels: np.ndarray, width: int, out_int: np.ndarray, out_float: n
     out_float[7] = min_caliper
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _shape_serial(
     width: int,
     order: np.ndarray,
@@ -198,7 +345,7 @@ def _shape_serial(
         _shape_one(order[offsets[i] : offsets[i + 1]], width, out_int[i], out_float[i])
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True, parallel=True)
 def _shape_parallel(
     width: int,
     order: np.ndarray,

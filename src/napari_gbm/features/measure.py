@@ -35,13 +35,13 @@ from numpy.typing import ArrayLike
 
 from napari_gbm.features._intensity import (
     INTENSITY_FIELDS,
-    ORDER_FIELDS,
     all_finite,
     intensity_features,
 )
 from napari_gbm.features._morphology import (
-    count_pixels,
-    group_pixels,
+    group_runs,
+    label_runs,
+    run_pixel_counts,
     shape_features,
     value_range,
 )
@@ -124,7 +124,8 @@ def validate_labels(labels: ArrayLike, what: str = "labels") -> np.ndarray:
 def validate_images(
     images: Mapping[str, ArrayLike] | None, shape: tuple[int, ...]
 ) -> dict[str, np.ndarray]:
-    """Intensity images as C-contiguous float64, checked against the label image's shape."""
+    """Intensity images as C-contiguous float32 or float64 (other types become float64),
+    finite, checked against the label image's shape."""
     if images is None:
         return {}
     if not isinstance(images, Mapping):
@@ -140,9 +141,13 @@ def validate_images(
             raise ValueError(f"image {name!r} has shape {arr.shape}, labels have shape {shape}")
         if arr.dtype.kind not in "biuf":
             raise ValueError(f"image {name!r} must be real-valued, got dtype {arr.dtype}")
-        arr = np.ascontiguousarray(arr, dtype=np.float64)
-        if not all_finite(arr.reshape(-1)):
-            raise ValueError(f"image {name!r} contains NaN or infinite values")
+        if arr.dtype in (np.float32, np.float64):
+            # kept as it is (no float64 copy: the kernels widen each value as they read it)
+            arr = np.ascontiguousarray(arr)
+            if not all_finite(arr.reshape(-1)):
+                raise ValueError(f"image {name!r} contains NaN or infinite values")
+        else:  # integers and booleans: exact in float64, and always finite
+            arr = np.ascontiguousarray(arr, dtype=np.float64)
         out[name] = arr
     return out
 
@@ -210,28 +215,28 @@ class GroupedLabels:
 
 
 def group_labels(labels: np.ndarray) -> GroupedLabels:
-    """List each object's pixels of a validated label image."""
+    """List each object's pixels of a validated label image (one pass over the image)."""
     flat = labels.reshape(-1)
-    max_label = int(value_range(flat)[1]) if flat.size else 0
-    if max_label <= max(flat.size, 1 << 16):
-        counts = count_pixels(flat, max_label)
-        counts[0] = 0
-        label_values = np.flatnonzero(counts).astype(np.int64)
-    else:  # huge sparse label values: a lookup table would not fit, number them first
-        uniq, inverse = np.unique(flat, return_inverse=True)
-        flat = inverse.reshape(-1)
-        if uniq[0] != 0:  # numbers start at 1: 0 stays background for the kernels
-            flat = flat + 1
-        counts = np.bincount(flat)
-        counts[0] = 0
-        label_values = uniq[uniq != 0].astype(np.int64)
-    present = np.flatnonzero(counts)
-    row_of = np.full(counts.size, -1, np.int64)
-    row_of[present] = np.arange(present.size)
-    offsets = np.zeros(present.size + 1, np.int64)
-    np.cumsum(counts[present], out=offsets[1:])
+    starts, lengths, values = label_runs(flat)
+    if values.size == 0:
+        label_values = np.zeros(0, np.int64)
+        rows = np.zeros(0, np.int64)
+    else:
+        max_label = int(values.max())
+        if max_label <= max(values.size, 1 << 16):  # a lookup table from label to object
+            present = np.zeros(max_label + 1, np.bool_)
+            present[values] = True
+            label_values = np.flatnonzero(present).astype(np.int64)
+            row_of = np.cumsum(present, dtype=np.int64) - 1
+            rows = row_of[values]
+        else:  # huge sparse label values: number the runs' labels by sorting them
+            label_values, rows = np.unique(values, return_inverse=True)
+            rows = rows.reshape(-1).astype(np.int64)
+    counts = run_pixel_counts(lengths, rows, label_values.size)
+    offsets = np.zeros(label_values.size + 1, np.int64)
+    np.cumsum(counts, out=offsets[1:])
     order = np.empty(offsets[-1], np.int32 if flat.size < 2**31 else np.int64)
-    group_pixels(flat, row_of, offsets, order)
+    group_runs(starts, lengths, rows, offsets, order)
     return GroupedLabels(labels.shape[1], label_values, order, offsets)
 
 
@@ -298,10 +303,9 @@ def intensity_columns(
 ) -> dict[str, np.ndarray]:
     """``<image>_<statistic>`` columns for every (validated) image."""
     columns = {}
-    order_stats = any(field in ORDER_FIELDS for field in stats)
     for name, image in images.items():
         values = intensity_features(
-            image, grouped.order, grouped.offsets, parallel=parallel, order_stats=order_stats
+            image, grouped.order, grouped.offsets, parallel=parallel, stats=stats
         )
         for k, field in enumerate(INTENSITY_FIELDS):
             if field in stats:
@@ -332,8 +336,8 @@ def measure_cells(
         Threads for the per-object kernels. Results do not depend on it.
     intensity_stats : iterable of str, optional
         The intensity statistics to report (default: all, see below). Leaving out
-        ``median``, ``iqr``, ``mad``, ``hist_energy`` and ``hist_entropy`` skips sorting
-        each object's values, most of the intensity cost.
+        ``median``, ``iqr``, ``mad``, ``hist_energy`` and ``hist_entropy`` skips their
+        per-object selections and binning, most of the intensity cost.
 
     Returns
     -------
