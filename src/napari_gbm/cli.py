@@ -7,6 +7,7 @@ Commands::
     napari-gbm make-sample --out PATH [--stain he|hdab] [--size PX] [--seed N]
     napari-gbm analyze PATH --out DIR [--mpp M] [--stain he|hdab] [--target-mpp 0.5] ...
     napari-gbm demo --out DIR          the main job on the bundled sample data
+    napari-gbm cohort INPUT --out DIR [--scheduler ADDRESS] [--workers N] ...
 
 Errors about the input (a missing or unreadable slide, no pixel size where one is needed,
 no tissue) print one line naming the file and what to do, and exit with status 2; nothing
@@ -116,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--size", type=int, default=4096, help="synthetic slide size in pixels (4096)")
     p.set_defaults(func=cmd_demo)
+    _add_cohort_parser(sub)
     return parser
 
 
@@ -334,6 +336,150 @@ def cmd_demo(args: argparse.Namespace) -> int:
         cmd_tile(parser.parse_args(["tile", str(path), "--out", folder]))
         cmd_analyze(parser.parse_args(["analyze", str(path), "--stain", stain, "--out", folder]))
     print(f"done: open {out}/*/overview.png, or the slides in napari (see README)")
+    return 0
+
+
+# --- napari-gbm cohort: many slides on dask.distributed (napari_gbm.cohort) ---
+
+
+def _add_cohort_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "cohort",
+        help="analyse every slide of a folder or manifest CSV on dask.distributed; writes "
+        "slides.parquet, patients.parquet, failures.csv and each slide's outputs",
+    )
+    p.add_argument(
+        "input",
+        type=Path,
+        help="a folder of slides, or a manifest CSV (slide_path, patient_id; optional slide_id, "
+        "mpp, stain; other columns are clinical)",
+    )
+    p.add_argument("--out", type=Path, required=True, help="output folder (re-run to resume)")
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="address of a running dask scheduler (tcp://host:8786); default: a local cluster",
+    )
+    p.add_argument(
+        "--workers", type=int, help="local cluster: worker processes (default: cores, memory)"
+    )
+    p.add_argument(
+        "--threads-per-worker",
+        type=int,
+        default=1,
+        help="local cluster: threads per worker, one slide each (1)",
+    )
+    p.add_argument(
+        "--retries", type=int, default=2, help="reruns of a task that fails unexpectedly (2)"
+    )
+    p.add_argument(
+        "--worker-timeout",
+        type=_positive_float,
+        default=60.0,
+        help="seconds to wait for a first worker on --scheduler (60)",
+    )
+    p.add_argument(
+        "--stain", choices=("he", "hdab"), default="he", help="default stain (manifest: stain)"
+    )
+    p.add_argument("--no-texture", action="store_true", help="skip Haralick texture features")
+    p.add_argument(
+        "--estimate-stains", action="store_true", help="estimate each slide's stain vectors"
+    )
+    p.add_argument(
+        "--thresholds",
+        default="0.2,0.4,0.6",
+        help="DAB positivity: three values for 1+/2+/3+ or one (default 0.2,0.4,0.6)",
+    )
+    p.add_argument(
+        "--positivity-column",
+        default="nucleus_dab_od_mean",
+        help="the cell measurement graded for positivity (nucleus_dab_od_mean)",
+    )
+    _add_tiling_args(p)
+    p.add_argument(
+        "--time-col", help="manifest column of survival time (default: time_months, if present)"
+    )
+    p.add_argument(
+        "--event-col", help="manifest column of the event indicator (default: event, if present)"
+    )
+    p.add_argument(
+        "--covariates",
+        help="comma-separated patient columns for the survival model (default: "
+        "the stratification's own choice)",
+    )
+    p.add_argument("--model", default="cox", help="survival model for stratification (cox)")
+    p.set_defaults(func=cmd_cohort, overlap=None)
+
+
+def _cohort_analyze_params(args: argparse.Namespace) -> Any:
+    """The AnalyzeParams that ``analyze`` would build from the same options."""
+    from napari_gbm.biomarkers import BiomarkerParams, PositivityParams
+    from napari_gbm.cells import CellParams
+    from napari_gbm.pipeline import AnalyzeParams, needed_overlap_px
+    from napari_gbm.tiling import TilingParams
+    from napari_gbm.tissue import TissueParams
+
+    cells = CellParams(stain=args.stain, texture=not args.no_texture)
+    try:
+        thresholds = tuple(_positive_float(v) for v in args.thresholds.split(","))
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"--thresholds: {exc} (give e.g. 0.2,0.4,0.6 or 0.3)") from None
+    return AnalyzeParams(
+        cells=cells,
+        tiling=TilingParams(
+            target_mpp=args.target_mpp,
+            tile_size_px=args.tile_size,
+            overlap_px=(
+                needed_overlap_px(cells, args.target_mpp) if args.overlap is None else args.overlap
+            ),
+            min_tissue_fraction=args.min_tissue,
+        ),
+        tissue=TissueParams(resolution_um=args.tissue_resolution),
+        biomarkers=BiomarkerParams(
+            positivity=PositivityParams(column=args.positivity_column, thresholds=thresholds)
+        ),
+        estimate_stains=args.estimate_stains,
+    )
+
+
+def cmd_cohort(args: argparse.Namespace) -> int:
+    from napari_gbm.cohort import WorkerEnvironmentError, print_progress, run_cohort
+
+    if args.scheduler is not None and args.workers is not None:
+        raise UsageError("--workers sets up a local cluster; with --scheduler, scale that cluster")
+    covariates = [c.strip() for c in args.covariates.split(",")] if args.covariates else None
+    try:
+        result = run_cohort(
+            args.input,
+            args.out,
+            _cohort_analyze_params(args),
+            mpp=args.mpp,
+            scheduler=args.scheduler,
+            n_workers=args.workers,
+            threads_per_worker=args.threads_per_worker,
+            retries=args.retries,
+            worker_timeout_s=args.worker_timeout,
+            time_col=args.time_col,
+            event_col=args.event_col,
+            covariates=covariates,
+            model=args.model,
+            progress=print_progress,
+        )
+    except WorkerEnvironmentError as exc:
+        raise UsageError(str(exc)) from None
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    n_cells = int(result.slides["n_cells"].sum()) if "n_cells" in result.slides else 0
+    line = (
+        f"cohort: {result.n_analysed} analysed, {result.n_skipped} skipped, "
+        f"{result.n_failed} failed; {n_cells:,} cells"
+    )
+    if result.patients is not None:
+        line += f", {len(result.patients)} patients"
+    print(f"{line} -> {args.out} ({result.elapsed_s:.0f} s)")
+    if result.n_failed:
+        print(f"failed slides and why: {args.out / 'failures.csv'}", file=sys.stderr)
+        return 1
     return 0
 
 
