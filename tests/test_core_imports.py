@@ -16,6 +16,15 @@ CORE = [
     "napari_gbm.samples",
     "napari_gbm.synthetic",
     "napari_gbm.cli",
+    "napari_gbm.cells",
+    "napari_gbm.region",
+    "napari_gbm.biomarkers",
+    "napari_gbm.patients",
+    "napari_gbm.stratify",
+    "napari_gbm.survival",
+    "napari_gbm.survival.cox",
+    "napari_gbm.export",
+    "napari_gbm.cohort",
 ]
 GUI = ("napari", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "magicgui", "vispy", "superqt")
 

@@ -181,3 +181,24 @@ def test_load_table_formats(rossi, tmp_path):
         load_table(tmp_path / "t.xlsx")
     with pytest.raises(ValueError, match=r"patients\.parquet"):
         load_table(tmp_path)
+
+
+def test_cli_contract(rossi, tmp_path, capsys):
+    from napari_gbm.cli import main
+
+    table = tmp_path / "rossi.csv"
+    rossi.to_csv(table, index=False)
+    out = tmp_path / "out"
+    args = ["stratify", str(table), "--time", "week", "--event", "arrest", "--out", str(out)]
+    rc = main(
+        [*args, "--covariates", ",".join(ROSSI_COVARIATES), "--ties", "breslow", "--cv-folds", "0"]
+    )
+    assert rc == 0
+    for name in ("cox_summary.csv", "metrics.json", "risk.csv", "km.png", "forest.png"):
+        assert (out / name).is_file(), name
+    m = json.loads((out / "metrics.json").read_text())
+    assert {"c_index", "n", "n_events", "logrank_p"} <= set(m) and m["ties"] == "breslow"
+    assert "C-index" in capsys.readouterr().out
+    assert main([*args, "--covariates", "nope"]) == 2
+    assert "nope" in capsys.readouterr().err
+    assert main([*args, "--cutoff", "manual"]) == 2

@@ -7,6 +7,7 @@ Commands::
     napari-gbm make-sample --out PATH [--stain he|hdab] [--size PX] [--seed N]
     napari-gbm analyze PATH --out DIR [--mpp M] [--stain he|hdab] [--target-mpp 0.5] ...
     napari-gbm demo --out DIR          the main job on the bundled sample data
+    napari-gbm stratify TABLE --time COL --event COL --out DIR [--clinical CSV] ...
     napari-gbm cohort INPUT --out DIR [--scheduler ADDRESS] [--workers N] ...
 
 Errors about the input (a missing or unreadable slide, no pixel size where one is needed,
@@ -96,6 +97,37 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tiling_args(p)
     # the halo must cover everything a cell's detection depends on (segment.halo_um)
     p.set_defaults(func=cmd_analyze, overlap=None)
+
+    p = sub.add_parser(
+        "stratify",
+        help="stratify patients: Cox / MLP risk, risk groups, Kaplan-Meier, log-rank, C-index",
+    )
+    p.add_argument(
+        "table",
+        type=Path,
+        help="CSV/TSV/Parquet, one row per patient (or slide), or a cohort folder",
+    )
+    p.add_argument("--clinical", type=Path, help="clinical CSV/TSV/Parquet joined by patient id")
+    p.add_argument("--time", required=True, help="follow-up time column")
+    p.add_argument("--event", required=True, help="event column (1/True = event, 0 = censored)")
+    p.add_argument("--covariates", help="comma-separated covariate columns (default: biomarkers)")
+    p.add_argument("--model", choices=("cox", "mlp"), default="cox")
+    p.add_argument("--ties", choices=("efron", "breslow"), default="efron")
+    p.add_argument("--id-col", default="patient_id", help="patient id column (patient_id)")
+    p.add_argument(
+        "--cutoff",
+        choices=("median", "tertiles", "quartiles", "optimal", "manual"),
+        default="median",
+        help="how risk groups are cut (optimal: maximally selected log-rank, corrected p)",
+    )
+    p.add_argument("--cuts", help="comma-separated cut values for --cutoff manual")
+    p.add_argument("--group-by", help="cut this column into groups instead of the model's risk")
+    p.add_argument("--l2", type=float, default=0.0, help="ridge penalty of the Cox model (0)")
+    p.add_argument("--cv-folds", type=int, default=5, help="patient-grouped CV folds (5; 0: none)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dropna", action="store_true", help="leave out patients with missing values")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.set_defaults(func=cmd_stratify)
 
     p = sub.add_parser("make-sample", help="write a synthetic GBM slide with ground truth")
     p.add_argument("--out", type=Path, required=True, help="output .tif path")
@@ -240,20 +272,22 @@ def cmd_tile(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_analyze(args: argparse.Namespace) -> int:
+def _analyze_params(args: argparse.Namespace) -> Any:
+    """The AnalyzeParams of the analysis options (shared by ``analyze`` and ``cohort``)."""
     from napari_gbm.biomarkers import BiomarkerParams, PositivityParams
     from napari_gbm.cells import CellParams
-    from napari_gbm.pipeline import AnalyzeParams, analyze_slide, needed_overlap_px
+    from napari_gbm.pipeline import AnalyzeParams, needed_overlap_px
     from napari_gbm.tiling import TilingParams
     from napari_gbm.tissue import TissueParams
 
-    t_start = time.perf_counter()
-    cells = CellParams(stain=args.stain, texture=not args.no_texture, n_threads=args.threads)
+    cells = CellParams(
+        stain=args.stain, texture=not args.no_texture, n_threads=getattr(args, "threads", 1)
+    )
     try:
         thresholds = tuple(_positive_float(v) for v in args.thresholds.split(","))
     except argparse.ArgumentTypeError as exc:
         raise UsageError(f"--thresholds: {exc} (give e.g. 0.2,0.4,0.6 or 0.3)") from None
-    params = AnalyzeParams(
+    return AnalyzeParams(
         cells=cells,
         tiling=TilingParams(
             target_mpp=args.target_mpp,
@@ -269,6 +303,13 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         ),
         estimate_stains=args.estimate_stains,
     )
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from napari_gbm.pipeline import analyze_slide
+
+    t_start = time.perf_counter()
+    params = _analyze_params(args)
     name = args.path.name
 
     def progress(done: int, total: int, n_cells: int) -> None:
@@ -290,6 +331,48 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if summary.get("h_score") is not None:
         line += f", H-score {summary['h_score']:.0f}"
     print(f"{line} -> {args.out}")
+    return 0
+
+
+def cmd_stratify(args: argparse.Namespace) -> int:
+    from napari_gbm.stratify import load_table, run_stratify
+
+    table = load_table(args.table)
+    clinical = load_table(args.clinical) if args.clinical else None
+    covariates = [c.strip() for c in args.covariates.split(",")] if args.covariates else None
+    try:
+        cuts = [float(v) for v in args.cuts.split(",")] if args.cuts else None
+    except ValueError:
+        raise UsageError(f"--cuts: give numbers separated by commas, got {args.cuts!r}") from None
+    if args.cutoff == "manual" and not cuts:
+        raise UsageError("--cutoff manual needs --cuts, e.g. --cuts 20 or --cuts 10,30")
+    m = run_stratify(
+        table,
+        args.out,
+        time_col=args.time,
+        event_col=args.event,
+        covariates=covariates,
+        model=args.model,
+        ties=args.ties,
+        id_col=args.id_col,
+        clinical=clinical,
+        cutoff=args.cutoff,
+        cuts=cuts,
+        group_by=args.group_by,
+        l2=args.l2,
+        cv_folds=args.cv_folds,
+        seed=args.seed,
+        dropna=args.dropna,
+    )
+    cv = m.get("cv_c_index_mean")
+    print(
+        f"{m['n']} patients, {m['n_events']} events: C-index {m['c_index']:.3f}"
+        + (f" (CV {cv:.3f})" if cv is not None else "")
+        + (f", log-rank p {m['logrank_p']:.3g}" if m["logrank_p"] is not None else "")
+        + f" -> {args.out}"
+    )
+    for note in m["notes"]:
+        print(f"note: {note}", file=sys.stderr)
     return 0
 
 
@@ -335,7 +418,37 @@ def cmd_demo(args: argparse.Namespace) -> int:
         folder = str(out / name)
         cmd_tile(parser.parse_args(["tile", str(path), "--out", folder]))
         cmd_analyze(parser.parse_args(["analyze", str(path), "--stain", stain, "--out", folder]))
-    print(f"done: open {out}/*/overview.png, or the slides in napari (see README)")
+    # stratification on a synthetic cohort whose survival follows a known model
+    from napari_gbm.synthetic import make_synthetic_cohort
+
+    cohort = make_synthetic_cohort(n_patients=200, seed=0)
+    cohort.slides.to_csv(out / "cohort_slides.csv", index=False)
+    cohort.clinical.to_csv(out / "cohort_clinical.csv", index=False)
+    print("stratifying a synthetic cohort of 200 patients (true Ki-67 HR 1.73 per SD) ...")
+    cmd_stratify(
+        parser.parse_args(
+            [
+                "stratify",
+                str(out / "cohort_slides.csv"),
+                "--clinical",
+                str(out / "cohort_clinical.csv"),
+                "--time",
+                "time_months",
+                "--event",
+                "event",
+                "--covariates",
+                "positive_percent,age,mgmt_methylated,idh_mutant",
+                "--cv-folds",
+                "3",
+                "--out",
+                str(out / "stratify"),
+            ]
+        )
+    )
+    print(
+        f"done: open {out}/*/overview.png and {out}/stratify/km.png, or the analysis folders "
+        f"in napari: napari {out}/synthetic-gbm-ki67 --plugin napari-gbm (see README)"
+    )
     return 0
 
 
@@ -411,37 +524,6 @@ def _add_cohort_parser(sub: Any) -> None:
     p.set_defaults(func=cmd_cohort, overlap=None)
 
 
-def _cohort_analyze_params(args: argparse.Namespace) -> Any:
-    """The AnalyzeParams that ``analyze`` would build from the same options."""
-    from napari_gbm.biomarkers import BiomarkerParams, PositivityParams
-    from napari_gbm.cells import CellParams
-    from napari_gbm.pipeline import AnalyzeParams, needed_overlap_px
-    from napari_gbm.tiling import TilingParams
-    from napari_gbm.tissue import TissueParams
-
-    cells = CellParams(stain=args.stain, texture=not args.no_texture)
-    try:
-        thresholds = tuple(_positive_float(v) for v in args.thresholds.split(","))
-    except argparse.ArgumentTypeError as exc:
-        raise UsageError(f"--thresholds: {exc} (give e.g. 0.2,0.4,0.6 or 0.3)") from None
-    return AnalyzeParams(
-        cells=cells,
-        tiling=TilingParams(
-            target_mpp=args.target_mpp,
-            tile_size_px=args.tile_size,
-            overlap_px=(
-                needed_overlap_px(cells, args.target_mpp) if args.overlap is None else args.overlap
-            ),
-            min_tissue_fraction=args.min_tissue,
-        ),
-        tissue=TissueParams(resolution_um=args.tissue_resolution),
-        biomarkers=BiomarkerParams(
-            positivity=PositivityParams(column=args.positivity_column, thresholds=thresholds)
-        ),
-        estimate_stains=args.estimate_stains,
-    )
-
-
 def cmd_cohort(args: argparse.Namespace) -> int:
     from napari_gbm.cohort import WorkerEnvironmentError, print_progress, run_cohort
 
@@ -452,7 +534,7 @@ def cmd_cohort(args: argparse.Namespace) -> int:
         result = run_cohort(
             args.input,
             args.out,
-            _cohort_analyze_params(args),
+            _analyze_params(args),
             mpp=args.mpp,
             scheduler=args.scheduler,
             n_workers=args.workers,
