@@ -1,11 +1,15 @@
 """Whole-slide cell analysis: tiles -> nuclei and cells -> features -> one cell table.
 
-Streams the slide tile by tile (one tile in memory at a time). Each tile is read with its
-halo at the grid's resolution, segmented, measured, and only the cells whose nucleus
-centroid lies in the tile's core are kept (the ownership rule), so a cell on a seam is
-counted once and results do not depend on where the grid falls. Coordinates are mapped
-back to level-0 pixels of the input. Neighbourhood features are computed once over all
-cells at the end.
+Streams the slide tile by tile. Each tile is read with its halo at the grid's
+resolution, segmented, measured, and only the cells whose nucleus centroid lies in the
+tile's core are kept (the ownership rule), so a cell on a seam is counted once and results
+do not depend on where the grid falls. Coordinates are mapped back to level-0 pixels of
+the input. Neighbourhood features are computed once over all cells at the end.
+
+Tiles run on a pool of threads (``CellParams.n_threads``; the numba kernels, OpenSlide's
+reads and SciPy's filters release the GIL, so threads run side by side), at most one tile
+per thread in flight, and their results are taken in tile order: ``cell_id`` runs in tile
+order and the table is the same, bit for bit, whatever the thread count.
 
 Progress is reported through a callback; a cancel callback stops the run between tiles
 with :class:`Cancelled` (nothing is written by this module).
@@ -14,7 +18,9 @@ with :class:`Cancelled` (nothing is written by this module).
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +49,14 @@ class Cancelled(Exception):
 
 @dataclass(frozen=True)
 class CellParams:
-    """Everything that decides the cells, besides the tile grid."""
+    """Everything that decides the cells, besides the tile grid.
+
+    ``n_threads`` is the number of threads a run uses. By default they analyse that many
+    tiles at once (one thread each). ``n_workers`` sets the number of tiles at once
+    explicitly; the threads left over (``n_threads // n_workers``) then go to the feature
+    kernels inside each tile (``n_workers=1, n_threads=4``: one tile at a time, kernels on
+    4 threads). Neither changes any result.
+    """
 
     stain: str = "he"
     nucleus: NucleusParams = field(default_factory=NucleusParams)
@@ -51,12 +64,27 @@ class CellParams:
     neighbourhood_radius_um: float = 50.0
     neighbourhood_max_edge_um: float = 50.0
     n_threads: int = 1
+    n_workers: int | None = None
 
     def __post_init__(self) -> None:
         if self.stain not in ("he", "hdab"):
             raise ValueError(f"stain must be 'he' (H&E) or 'hdab' (H-DAB), got {self.stain!r}")
-        if self.n_threads < 1:
-            raise ValueError(f"n_threads must be at least 1, got {self.n_threads}")
+        for name in ("n_threads", "n_workers"):
+            value = getattr(self, name)
+            if value is None and name == "n_workers":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+    @property
+    def tile_workers(self) -> int:
+        """Tiles analysed at the same time: ``n_workers``, else ``n_threads``."""
+        return int(self.n_threads if self.n_workers is None else self.n_workers)
+
+    @property
+    def kernel_threads(self) -> int:
+        """Threads for the feature kernels of one tile: what is left of ``n_threads``."""
+        return max(1, int(self.n_threads) // self.tile_workers)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -238,15 +266,19 @@ def _cell_parts(
     cancel: Callable[[], bool] | None,
 ) -> Iterator[pd.DataFrame]:
     """Each selected tile's owned cells as a schema-conformed table (``cell_id`` running
-    over the slide; neighbourhood columns NaN, filled by the caller)."""
-    tiles = grid.selected
+    over the slide in tile order; neighbourhood columns NaN, filled by the caller).
+
+    Tiles run on ``params.tile_workers`` threads; results are taken in tile order."""
+    tiles = list(grid.selected.itertuples(index=False))
     names = stains.names[:2]
-    n_cells = 0
-    for done, tile in enumerate(tiles.itertuples(index=False)):
-        if cancel is not None and cancel():
-            raise Cancelled(f"cancelled after {done} of {len(tiles)} tiles")
+
+    def analyse(tile: Any) -> pd.DataFrame:
         rgb = read_tile(slide, grid, tile._asdict())
-        part = _tile_cells(rgb, tile, grid, stains, params)
+        return _tile_cells(rgb, tile, grid, stains, params)
+
+    n_cells = 0
+    results = _in_order(analyse, tiles, params.tile_workers, cancel)
+    for done, part in enumerate(results):
         if len(part):
             n = len(part)
             part.insert(0, "cell_id", np.arange(n_cells + 1, n_cells + n + 1, dtype=np.int64))
@@ -268,6 +300,51 @@ def _cell_parts(
             progress(done + 1, len(tiles), n_cells)
 
 
+def _in_order(
+    fn: Callable[[Any], pd.DataFrame],
+    items: Iterable[Any],
+    n_workers: int,
+    cancel: Callable[[], bool] | None,
+) -> Iterator[pd.DataFrame]:
+    """``fn(item)`` for each item, in order, computed on ``n_workers`` threads.
+
+    At most ``n_workers`` items are in flight (running, or done and waiting for an earlier
+    one), so memory holds about ``n_workers + 1`` tiles: the one the caller is handling
+    and those in flight. ``cancel()`` is asked before each item is started; when it says
+    so, nothing more starts, items not yet started are dropped, running ones are waited
+    for, and :class:`Cancelled` is raised. An error in ``fn`` is raised here, in order.
+    """
+    items = list(items)
+    total = len(items)
+    if n_workers <= 1 or total <= 1:
+        for done, item in enumerate(items):
+            if cancel is not None and cancel():
+                raise Cancelled(f"cancelled after {done} of {total} tiles")
+            yield fn(item)
+        return
+    pool = ThreadPoolExecutor(max_workers=min(n_workers, total), thread_name_prefix="tile")
+    pending: deque[Future[pd.DataFrame]] = deque()
+    try:
+        started = 0
+        for done in range(total):
+            while started < total and len(pending) < n_workers:
+                if cancel is not None and cancel():
+                    raise Cancelled(f"cancelled after {done} of {total} tiles")
+                pending.append(pool.submit(fn, items[started]))
+                started += 1
+            result = pending.popleft().result()
+            # start the next tile before handing this one over: the pool stays busy
+            # while the caller writes it
+            if started < total:
+                if cancel is not None and cancel():
+                    raise Cancelled(f"cancelled after {done} of {total} tiles")
+                pending.append(pool.submit(fn, items[started]))
+                started += 1
+            yield result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _grade(part: pd.DataFrame, positivity: PositivityParams) -> np.ndarray:
     if positivity.column not in part:
         return np.full(len(part), NOT_APPLICABLE, np.int8)
@@ -284,7 +361,9 @@ def _tile_cells(
     if int(seg.nuclei.max(initial=0)) == 0:
         return pd.DataFrame()
     images = {name: seg.stains[name] for name in stains.names[:2]}
-    table = measure_compartments(seg.nuclei, seg.cells, images, mpp=mpp, n_threads=params.n_threads)
+    table = measure_compartments(
+        seg.nuclei, seg.cells, images, mpp=mpp, n_threads=params.kernel_threads
+    )
     if params.texture:
         from napari_gbm.features.texture import haralick_features
 
@@ -292,7 +371,7 @@ def _tile_cells(
             seg.nuclei,
             seg.stains["hematoxylin"],
             grey_limits=HARALICK_OD_LIMITS,
-            n_threads=params.n_threads,
+            n_threads=params.kernel_threads,
             prefix="nucleus_",
         )
         table = table.merge(tex, on="label", how="left")
