@@ -68,8 +68,9 @@ class _Problem:
     def __init__(
         self, z: np.ndarray, time: np.ndarray, event: np.ndarray, ties: str, penalty: np.ndarray
     ) -> None:
-        self.z = torch.from_numpy(np.ascontiguousarray(z, dtype=np.float64))
-        self.time = torch.from_numpy(np.ascontiguousarray(time, dtype=np.float64))
+        # copies: pandas 3 hands out read-only views, which torch refuses to wrap silently
+        self.z = torch.from_numpy(np.array(z, dtype=np.float64, order="C"))
+        self.time = torch.from_numpy(np.array(time, dtype=np.float64))
         self.event = torch.from_numpy(event.astype(np.float64))
         self.ties = ties
         self.penalty = torch.from_numpy(np.asarray(penalty, dtype=np.float64))
