@@ -302,6 +302,41 @@ def test_ki67_outputs_are_consistent(ki67_run):
 
 
 @pytest.mark.slow
+def test_necrosis_and_palisades_found_where_drawn(tmp_path):
+    """An 8k synthetic Ki-67 slide (0.5 mm² of necrosis with its rim): necrosis found
+    where it was drawn and nowhere else."""
+    from PIL import Image
+
+    from napari_gbm.synthetic import make_synthetic_slide
+
+    path = tmp_path / "nec.tif"
+    make_synthetic_slide(path, size_px=(8192, 8192), stain="hdab", seed=1)
+    params = AnalyzeParams(cells=CellParams(stain="hdab", texture=False))
+    s = analyze_slide(path, tmp_path / "out", params)
+    maps = np.load(tmp_path / "out" / "maps.npz")
+    meta = json.loads(path.with_suffix(".truth.json").read_text())
+    regions = np.asarray(Image.open(path.with_suffix(".regions.png")))
+    step_um = meta["region_downsample"] * meta["mpp"]
+    b = float(maps["bin_um"])
+    h, w = maps["necrosis"].shape
+    yi = ((np.arange(h) + 0.5) * b / step_um).astype(int).clip(0, regions.shape[0] - 1)
+    xi = ((np.arange(w) + 0.5) * b / step_um).astype(int).clip(0, regions.shape[1] - 1)
+    truth = regions[np.ix_(yi, xi)]
+    nec = maps["necrosis"].astype(bool)
+    assert (nec & (truth == 2)).sum() >= 0.6 * (truth == 2).sum()  # found (measured 80 %)
+    assert (nec & ~np.isin(truth, (2, 3))).sum() <= 0.05 * nec.sum()  # and only there
+    pal = maps["pseudopalisade"].astype(bool)
+    assert (pal & (truth == 3)).sum() >= 0.4 * (truth == 3).sum()  # measured 72 %
+    assert s["necrosis_area_mm2"] == pytest.approx(
+        meta["regions"]["necrosis"]["area_mm2"], rel=0.35
+    )
+    assert s["pseudopalisade_rim_density_ratio"] > 1.1
+    # Ki-67 index and H-score on this slide too
+    truth_all = meta["overall"]
+    assert s["positive_percent"] == pytest.approx(100 * truth_all["positive_fraction"], abs=2)
+
+
+@pytest.mark.slow
 def test_he_slide_has_no_ki67_index(synthetic_he, tmp_path):
     s = analyze_slide(synthetic_he, tmp_path, AnalyzeParams(cells=CellParams(texture=False)))
     assert s["positive_percent"] is None and s["h_score"] is None

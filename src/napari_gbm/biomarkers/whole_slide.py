@@ -129,6 +129,7 @@ def slide_biomarkers(
         slide_size_um,
         positive=(classes > 0) if graded else None,
         params=params.spatial,
+        nucleus_area_um2=cells["nucleus_area_um2"].to_numpy(),
     )
     tiles = _tile_table(cells, classes, tiles, maps, params, graded)
 
