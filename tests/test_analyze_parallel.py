@@ -170,3 +170,71 @@ def test_threads_are_shared_between_tiles_and_kernels() -> None:
 def test_bad_thread_counts_are_refused(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="must be an integer >= 1"):
         CellParams(**kwargs)
+
+
+# --- pass 2 (neighbourhood over all cells) window by window, in bounded memory ---------
+
+
+def _islands(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Tissue islands with glass between them: hull edges and long gaps at window edges."""
+    centres = rng.uniform(0, 5000, (30, 2))
+    pts = np.concatenate([rng.normal(c, 150, (800, 2)) for c in centres])
+    return pts[:, 0], pts[:, 1]
+
+
+def _strip(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A row of nearly collinear points (flat triangles, which the window bound cannot
+    settle, so they are checked against all points) and a few points beside it."""
+    x = np.r_[np.linspace(0, 3000, 400), rng.uniform(0, 3000, 100)]
+    y = np.r_[rng.normal(0, 0.5, 400), rng.uniform(200, 3000, 100)]
+    return x, y
+
+
+@pytest.mark.parametrize(
+    ("points", "window_points", "max_edge_um"),
+    [
+        (lambda rng: (rng.uniform(0, 2000, 20_000), rng.uniform(0, 2000, 20_000)), 1500, 50.0),
+        (_islands, 2000, 50.0),
+        (_islands, 300, 120.0),
+        (_strip, 100, 50.0),
+    ],
+)
+def test_windowed_triangulation_gives_the_same_neighbours(
+    points: Any, window_points: int, max_edge_um: float
+) -> None:
+    from napari_gbm.features.neighbourhood import neighbourhood_features
+
+    x, y = points(np.random.default_rng(1))
+    whole = neighbourhood_features(x, y, max_edge_um=max_edge_um, window_points=x.size)
+    windows = neighbourhood_features(x, y, max_edge_um=max_edge_um, window_points=window_points)
+    assert whole.delaunay_neighbours.sum() > x.size  # a real triangulation, not empty
+    pd.testing.assert_series_equal(windows.delaunay_neighbours, whole.delaunay_neighbours)
+    # sums of the same distances in another order: equal to float32 rounding
+    pd.testing.assert_frame_equal(windows, whole, check_exact=False, rtol=1e-6)
+
+
+def test_an_edge_blocked_from_outside_its_window_is_not_a_neighbour() -> None:
+    """p-q is an edge of its window's triangulation (nothing below it there), but r, far
+    below and outside that window, sees it under 4.6 degrees while b sees it under 178:
+    4.6 + 178 > 180, so p-q is not a Delaunay edge of all the points."""
+    from napari_gbm.features.neighbourhood import neighbourhood_features
+
+    rng = np.random.default_rng(0)
+    # with max_edge_um = 50 the windows are 1000 µm squares from (0, 0) (two anchors)
+    background = rng.uniform(0, 3000, (3000, 2))
+    x_bg, y_bg = background[:, 0], background[:, 1]
+    clear = (x_bg > 1000) & (x_bg < 2000) & (y_bg > 300) & (y_bg < 1005)
+    special = [[1480.0, 1010.0], [1520.0, 1010.0], [1500.0, 1010.35], [1500.0, 510.0]]
+    pts = np.concatenate([special, background[~clear], [[0.0, 0.0], [3000.0, 3000.0]]])
+    x, y = pts[:, 0], pts[:, 1]
+    whole = neighbourhood_features(x, y, max_edge_um=50.0, window_points=x.size)
+    windows = neighbourhood_features(x, y, max_edge_um=50.0, window_points=50)
+    assert whole.delaunay_neighbours[:4].tolist() == [2, 2, 3, 0]  # p and q not linked
+    pd.testing.assert_series_equal(windows.delaunay_neighbours, whole.delaunay_neighbours)
+
+
+def test_window_points_is_checked() -> None:
+    from napari_gbm.features.neighbourhood import neighbourhood_features
+
+    with pytest.raises(ValueError, match="window_points"):
+        neighbourhood_features(np.zeros(3), np.zeros(3), window_points=2)
