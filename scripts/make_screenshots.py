@@ -96,7 +96,49 @@ def capture_analysis(filename: str) -> None:
     viewer.close()
 
 
+def capture_cohort(filename: str) -> None:
+    """The Cohort & stratification widget on a synthetic cohort of 200 patients, Ki-67
+    tertiles."""
+    import tempfile
+
+    import napari
+    from PIL import Image
+
+    from napari_gbm.synthetic import make_synthetic_cohort
+    from napari_gbm.widgets._cohort import CohortWidget
+
+    root = Path(tempfile.mkdtemp(prefix="napari-gbm-cohort-"))
+    cohort = make_synthetic_cohort(n_patients=200, seed=0)
+    cohort.slides.to_parquet(root / "slides.parquet")
+    cohort.clinical.to_csv(root / "clinical.csv", index=False)
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1500, 950)
+    viewer.open_sample("napari-gbm", "synthetic_gbm_ki67")
+    widget = CohortWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Cohort & stratification")
+    widget._path.value = root / "slides.parquet"
+    widget._clinical_path.value = root / "clinical.csv"
+    widget.load()
+    widget._out.value = root / "stratify"
+    widget._group_by.value = "positive_percent"
+    widget._cutoff.value = "tertiles"
+    widget._covariates.value = ["positive_percent", "age", "mgmt_methylated", "idh_mutant"]
+    widget._cv_folds.value = 3
+    widget.run()
+    while not widget._run_btn.enabled:
+        _settle(0.2)
+    viewer.reset_view()
+    _settle(1.5)
+    img = np.asarray(viewer.screenshot(canvas_only=False, flash=False))
+    if img[..., :3].std() < 15:
+        sys.exit(f"{filename}: the capture is blank")
+    Image.fromarray(img).save(OUT / filename)
+    print(f"wrote {OUT / filename} {img.shape}")
+    viewer.close()
+
+
 if __name__ == "__main__":
+    capture_cohort("cohort_stratification.png")
     capture_analysis("analysis_synthetic_ki67.png")
     if "--analysis-only" in sys.argv:
         sys.exit(0)

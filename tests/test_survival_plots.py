@@ -52,11 +52,11 @@ def test_km_plot_png(tmp_path: Path) -> None:
     px = _pixels(out)
     assert px.shape == (700, 900, 3)
     assert px.std() > 20  # not blank
-    # three group colours are drawn (tab blue, red, green as pure-ish pixels)
+    # three ordered risk groups drawn blue (low), orange, red (high)
     blue = ((px[..., 2] > 150) & (px[..., 0] < 80)).sum()
     red = ((px[..., 0] > 180) & (px[..., 1] < 80) & (px[..., 2] < 80)).sum()
-    green = ((px[..., 1] > 130) & (px[..., 0] < 80) & (px[..., 2] < 80)).sum()
-    assert min(blue, red, green) > 200
+    orange = ((px[..., 0] > 200) & (px[..., 1] > 90) & (px[..., 1] < 160) & (px[..., 2] < 60)).sum()
+    assert min(blue, red, orange) > 200
     assert sorted(p.name for p in tmp_path.iterdir()) == ["km.png"]  # no temporary left
 
 

@@ -26,6 +26,16 @@ from napari_gbm.survival.logrank import logrank_test
 __all__ = ["forest_plot", "km_plot"]
 
 _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2")
+# risk groups are ordered (0 = lowest risk): blue -> green -> orange -> red
+_RISK_RAMP = ("#1f77b4", "#2ca02c", "#ff7f0e", "#d62728")
+
+
+def group_colors(k: int) -> list[str]:
+    """Colours of k ordered risk groups, lowest blue to highest red."""
+    picks = {1: (0,), 2: (0, 3), 3: (0, 2, 3), 4: (0, 1, 2, 3)}
+    if k in picks:
+        return [_RISK_RAMP[i] for i in picks[k]]
+    return [_COLORS[g % len(_COLORS)] for g in range(k)]
 
 
 def _figure(size_px: tuple[int, int], dpi: int) -> Figure:
@@ -94,6 +104,7 @@ def km_plot(
 
     fig = _figure(size_px, dpi)
     k = len(labels)
+    colors = group_colors(k)
     table_share = 0.12 + 0.05 * k
     gs = fig.add_gridspec(2, 1, height_ratios=(1.0 - table_share, table_share), hspace=0.35)
     ax = fig.add_subplot(gs[0])
@@ -107,7 +118,7 @@ def km_plot(
         s = np.concatenate(([1.0], km["survival"].to_numpy()))
         lo = np.concatenate(([1.0], km["ci_lower"].to_numpy()))
         hi = np.concatenate(([1.0], km["ci_upper"].to_numpy()))
-        color = _COLORS[g % len(_COLORS)]
+        color = colors[g]
         label = f"{names[g]} (n={int(sel.sum())}, events={int(e[sel].sum())})"
         ax.step(x, s, where="post", color=color, lw=1.8, label=label)
         ax.fill_between(x, lo, hi, step="post", color=color, alpha=0.15, lw=0)
@@ -141,7 +152,7 @@ def km_plot(
         for x_tick, c in zip(ticks, counts, strict=True):
             ax_tab.text(
                 x_tick, k - 1 - g, str(int(c)), ha="center", va="center", fontsize="small",
-                color=_COLORS[g % len(_COLORS)],
+                color=colors[g],
             )  # fmt: skip
     ax_tab.set_ylim(-0.5, k - 0.5)
     ax_tab.set_yticks(range(k))

@@ -39,6 +39,7 @@ from magicgui.widgets import (
 )
 
 from napari_gbm.stratify import CUTOFFS, DEFAULT_COVARIATES, load_table
+from napari_gbm.survival.plots import group_colors
 
 if TYPE_CHECKING:
     import napari
@@ -48,7 +49,6 @@ __all__ = ["CohortResults", "CohortWidget", "KMCurve", "read_results", "slide_id
 MODEL_RISK = "model risk"
 SOURCES = ("table file", "cohort output folder")
 TABLE_FILTER = "*.csv *.tsv *.txt *.parquet"
-_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2")
 _EVENT_WORDS = {"1": 1.0, "0": 0.0, "true": 1.0, "false": 0.0, "yes": 1.0, "no": 0.0}
 _TIME_UNITS = ("months", "days", "weeks", "years")
 
@@ -689,7 +689,7 @@ class CohortWidget(Container):
             s = np.concatenate(([1.0], km["survival"].to_numpy()))
             lo = np.concatenate(([1.0], km["ci_lower"].to_numpy()))
             hi = np.concatenate(([1.0], km["ci_upper"].to_numpy()))
-            color = _COLORS[g % len(_COLORS)]
+            color = group_colors(len(res.curves))[g]
             label = f"{curve.name} (n={curve.n}, events={curve.n_events})"
             (line,) = ax.step(x, s, where="post", color=color, lw=1.8, label=label)
             line.set_gid(f"km:{curve.name}")
