@@ -317,20 +317,57 @@ def _intensity_one(
     known = work[:6]  # ranks found in values (at most 6: median and quartiles)
     n_known = work[8:9]
     n_known[0] = 0
-    if needs & (NEED_MEDIAN | NEED_MAD):
-        median = _median(values, known, n_known)
-        out[5] = median
-        if needs & NEED_MAD:  # median of |x - median|, as a sort would give it
-            dev = deviations[:n]
-            for t in range(n):
-                dev[t] = abs(values[t] - median)
-            n_dev_known = work[9:10]
-            n_dev_known[0] = 0
-            out[8] = _median(dev, work[6:8], n_dev_known)
-    if needs & NEED_IQR:
-        out[7] = _percentile(values, 0.75, known, n_known) - _percentile(
-            values, 0.25, known, n_known
-        )
+    if not needs & (NEED_MEDIAN | NEED_IQR | NEED_MAD):
+        return
+    median = _median(values, known, n_known)
+    out[5] = median
+    band_lo = 0.0
+    band_hi = np.inf
+    if needs & (NEED_IQR | NEED_MAD):
+        q75 = _percentile(values, 0.75, known, n_known)
+        q25 = _percentile(values, 0.25, known, n_known)
+        out[7] = q75 - q25
+        # half the values lie between the quartiles: the MAD is near these distances
+        band_lo = min(median - q25, q75 - median)
+        band_hi = max(median - q25, q75 - median)
+    if needs & NEED_MAD:
+        out[8] = _median_abs_deviation(values, median, band_lo, band_hi, deviations, work[6:10])
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _median_abs_deviation(
+    values: np.ndarray,
+    median: float,
+    band_lo: float,
+    band_hi: float,
+    deviations: np.ndarray,
+    work: np.ndarray,
+) -> float:
+    """Median of ``|x - median|``, as a sort would give it.
+
+    Only the deviations in ``[band_lo, band_hi]`` are kept for the selection, counting
+    those below: when the two middle ranks fall among the kept ones (checked), their
+    values are those of the sorted deviations; otherwise all deviations are selected.
+    """
+    n = values.size
+    n_below = 0
+    n_kept = 0
+    for t in range(n):  # branch-free compaction
+        d = abs(values[t] - median)
+        n_below += d < band_lo
+        deviations[n_kept] = d
+        n_kept += (d >= band_lo) & (d <= band_hi)
+    known = work[:2]
+    n_known = work[2:3]
+    n_known[0] = 0
+    first = (n - 1) // 2 - n_below
+    if first < 0 or n // 2 - n_below >= n_kept:  # the band missed the middle: all of them
+        for t in range(n):
+            deviations[t] = abs(values[t] - median)
+        return _median(deviations[:n], known, n_known)
+    kept = deviations[:n_kept]
+    second = n // 2 - n_below
+    return (_rank(kept, first, known, n_known) + _rank(kept, second, known, n_known)) / 2.0
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
