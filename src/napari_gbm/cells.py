@@ -9,10 +9,11 @@ the input. Neighbourhood features are computed once over all cells at the end.
 Tiles run on a pool of threads (``CellParams.n_threads``), at most one tile per thread in
 flight, and their results are taken in tile order: ``cell_id`` runs in tile order and the
 table is the same, bit for bit, whatever the thread count. Threads, not processes: the
-numba kernels (segmentation and features) and OpenSlide's reads release the GIL; SciPy's
-ndimage filters in the segmentation (about a quarter of a tile's time) do not, which
-caps two threads at about 1.6-1.7x on two free cores, while worker processes would
-each hold another copy of the libraries (~300 MB) and load the numba cache again.
+numba kernels (segmentation and features) and OpenSlide's reads release the GIL. SciPy's
+ndimage filters in the segmentation do not (about a quarter of a tile's time), which
+leaves two threads free to overlap (1.6-2.0x measured on two free cores) but would limit
+more than ~4; worker processes would each hold another copy of the libraries (~300 MB)
+and load the numba cache again.
 
 Progress is reported through a callback; a cancel callback stops the run between tiles
 with :class:`Cancelled` (nothing is written by this module).
