@@ -76,7 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", type=Path, help="a slide, or a plain image (PNG, JPEG, TIFF) with --mpp")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--stain", choices=("he", "hdab"), default="he", help="H&E or H-DAB (Ki-67)")
-    p.add_argument("--threads", type=int, default=1, help="threads for the feature kernels (1)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="threads: tiles analysed at once, the rest in the feature kernels (1)",
+    )
     p.add_argument("--no-texture", action="store_true", help="skip Haralick texture features")
     p.add_argument(
         "--estimate-stains",
