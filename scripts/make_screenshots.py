@@ -28,9 +28,21 @@ def _settle(seconds: float) -> None:
         time.sleep(0.02)
 
 
+def _save(viewer: object, filename: str) -> None:
+    """The whole window to docs/images/filename; exits if the capture is blank."""
+    from PIL import Image
+
+    img = np.asarray(viewer.screenshot(canvas_only=False, flash=False))  # type: ignore[attr-defined]
+    if img[..., :3].std() < 15:
+        sys.exit(f"{filename}: the capture is blank")
+    OUT.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(img).save(OUT / filename)
+    print(f"wrote {OUT / filename} {img.shape}")
+    viewer.close()  # type: ignore[attr-defined]
+
+
 def capture(sample: str, filename: str, tile_size: int) -> None:
     import napari
-    from PIL import Image
 
     from napari_gbm.widgets._slide_tiles import SlideTilesWidget
 
@@ -47,13 +59,7 @@ def capture(sample: str, filename: str, tile_size: int) -> None:
     viewer.canvas.overlays["scale_bar"].visible = True
     viewer.reset_view()
     _settle(1.0)
-    img = np.asarray(viewer.screenshot(canvas_only=False, flash=False))
-    if img[..., :3].std() < 15:
-        sys.exit(f"{filename}: the capture is blank")
-    OUT.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(img).save(OUT / filename)
-    print(f"wrote {OUT / filename} {img.shape}")
-    viewer.close()
+    _save(viewer, filename)
 
 
 def capture_analysis(filename: str) -> None:
@@ -62,7 +68,6 @@ def capture_analysis(filename: str) -> None:
     import tempfile
 
     import napari
-    from PIL import Image
 
     from napari_gbm.cells import CellParams
     from napari_gbm.pipeline import AnalyzeParams, analyze_slide
@@ -88,12 +93,7 @@ def capture_analysis(filename: str) -> None:
     viewer.reset_view()
     viewer.camera.zoom *= 1.6  # a closer look: single cells visible
     _settle(1.5)
-    img = np.asarray(viewer.screenshot(canvas_only=False, flash=False))
-    if img[..., :3].std() < 15:
-        sys.exit(f"{filename}: the capture is blank")
-    Image.fromarray(img).save(OUT / filename)
-    print(f"wrote {OUT / filename} {img.shape}")
-    viewer.close()
+    _save(viewer, filename)
 
 
 def capture_cohort(filename: str) -> None:
@@ -102,7 +102,6 @@ def capture_cohort(filename: str) -> None:
     import tempfile
 
     import napari
-    from PIL import Image
 
     from napari_gbm.synthetic import make_synthetic_cohort
     from napari_gbm.widgets._cohort import CohortWidget
@@ -129,12 +128,7 @@ def capture_cohort(filename: str) -> None:
         _settle(0.2)
     viewer.reset_view()
     _settle(1.5)
-    img = np.asarray(viewer.screenshot(canvas_only=False, flash=False))
-    if img[..., :3].std() < 15:
-        sys.exit(f"{filename}: the capture is blank")
-    Image.fromarray(img).save(OUT / filename)
-    print(f"wrote {OUT / filename} {img.shape}")
-    viewer.close()
+    _save(viewer, filename)
 
 
 if __name__ == "__main__":

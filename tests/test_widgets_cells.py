@@ -89,6 +89,9 @@ def test_biomarkers_widget_regrades_and_maps(region_run, qtbot):
     points = viewer.layers[f"{slide.name} cells"]
     b = BiomarkersWidget(viewer)
     viewer.window.add_dock_widget(b)
+    shown = list(b)  # every control is in the dock, not only created
+    for w in (b._maps_btn, b._in_view_btn, b._export_path, b._naming, b._export_btn):
+        assert w in shown
     b._layer.value = points
     assert b._column.value == "nucleus_dab_od_mean"
     b._t1.value = 0.3  # thresholds 0.3 / 0.4 / 0.6: fewer 1+ cells

@@ -75,6 +75,10 @@ class BiomarkersWidget(Container):
                 self._colour,
                 self._scores,
                 self._maps_btn,
+                self._in_view_btn,
+                self._export_path,
+                self._naming,
+                self._export_btn,
                 self._hist_column,
             ]
         )
