@@ -60,3 +60,19 @@ def synthetic_ki67(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("synthetic") / "gbm-ki67.tif"
     make_synthetic_slide(path, size_px=(3072, 2048), stain="hdab", seed=7)
     return path
+
+
+@pytest.fixture(scope="session")
+def rossi():
+    """The Rossi et al. (1980) recidivism data as lifelines ships it (tests/data/SOURCES.md)."""
+    import pandas as pd
+
+    return pd.read_csv(DATA / "rossi.csv")
+
+
+@pytest.fixture(scope="session")
+def lifelines_ref() -> dict:
+    """lifelines' results on rossi, written by scripts/make_lifelines_reference.py."""
+    import json
+
+    return json.loads((DATA / "lifelines_reference.json").read_text(encoding="utf-8"))

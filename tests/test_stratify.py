@@ -17,15 +17,11 @@ ROSSI_COVARIATES = ["fin", "age", "race", "wexp", "mar", "paro", "prio"]
 
 
 @pytest.fixture(scope="module")
-def rossi():
-    df = pd.read_csv(DATA / "rossi.csv")
+def rossi(rossi):
+    """rossi with a patient id per row."""
+    df = rossi.copy()
     df.insert(0, "patient_id", [f"R{i:03d}" for i in range(len(df))])
     return df
-
-
-@pytest.fixture(scope="module")
-def lifelines_ref():
-    return json.loads((DATA / "lifelines_reference.json").read_text())
 
 
 @pytest.fixture(scope="module")

@@ -32,17 +32,6 @@ def _one_torch_thread() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def rossi() -> pd.DataFrame:
-    return pd.read_csv(DATA / "rossi.csv")
-
-
-@pytest.fixture(scope="module")
-def ref() -> dict:
-    with open(DATA / "lifelines_reference.json", encoding="utf-8") as fh:
-        return json.load(fh)
-
-
-@pytest.fixture(scope="module")
 def rossi_fit(rossi: pd.DataFrame) -> CoxModel:
     return CoxModel().fit(rossi[COVARIATES], rossi["week"], rossi["arrest"])
 
@@ -126,8 +115,8 @@ def test_loss_matches_brute_force(ties: str) -> None:
 # ---------------------------------------------------------------- lifelines
 
 
-def test_efron_fit_matches_lifelines(rossi_fit: CoxModel, ref: dict) -> None:
-    r = ref["cox_efron"]
+def test_efron_fit_matches_lifelines(rossi_fit: CoxModel, lifelines_ref: dict) -> None:
+    r = lifelines_ref["cox_efron"]
     m = rossi_fit
     assert m.feature_names_ == r["covariates"] == COVARIATES
     np.testing.assert_allclose(m.coef_, r["coef"], rtol=1e-6, atol=1e-9)
@@ -144,9 +133,11 @@ def test_efron_fit_matches_lifelines(rossi_fit: CoxModel, ref: dict) -> None:
     np.testing.assert_allclose(s["ci_upper"], r["hr_ci_upper"], rtol=1e-6)
 
 
-def test_penalised_fit_matches_lifelines_penalizer(rossi: pd.DataFrame, ref: dict) -> None:
+def test_penalised_fit_matches_lifelines_penalizer(
+    rossi: pd.DataFrame, lifelines_ref: dict
+) -> None:
     # lifelines' penalizer c adds n c / 2 ||beta_std||^2: l2 = n c on standardised covariates
-    r = ref["cox_efron_penalized"]
+    r = lifelines_ref["cox_efron_penalized"]
     m = CoxModel().fit(
         rossi[COVARIATES], rossi["week"], rossi["arrest"], l2=len(rossi) * r["penalizer"]
     )

@@ -4,7 +4,6 @@ scikit-survival run live."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import subprocess
@@ -26,17 +25,6 @@ from napari_gbm.survival.logrank import logrank_test
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
 Z95 = stats.norm.isf(0.025)
-
-
-@pytest.fixture(scope="module")
-def rossi() -> pd.DataFrame:
-    return pd.read_csv(DATA / "rossi.csv")
-
-
-@pytest.fixture(scope="module")
-def ref() -> dict:
-    with open(DATA / "lifelines_reference.json", encoding="utf-8") as fh:
-        return json.load(fh)
 
 
 def _ties_data(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -86,9 +74,9 @@ def test_km_all_die_and_no_events() -> None:
     assert median_survival(km) == math.inf
 
 
-def test_km_matches_lifelines_on_rossi(rossi: pd.DataFrame, ref: dict) -> None:
+def test_km_matches_lifelines_on_rossi(rossi: pd.DataFrame, lifelines_ref: dict) -> None:
     km = kaplan_meier(rossi["week"], rossi["arrest"])
-    r = ref["kaplan_meier"]
+    r = lifelines_ref["kaplan_meier"]
     timeline = np.asarray(r["timeline"])
     keep = timeline > 0  # lifelines adds a t = 0 row; ours starts at the first time
     np.testing.assert_array_equal(km["time"], timeline[keep])
@@ -104,8 +92,8 @@ def test_km_matches_lifelines_on_rossi(rossi: pd.DataFrame, ref: dict) -> None:
     assert median_survival(km) == r["median_survival"] == math.inf
 
 
-def test_km_median_matches_lifelines(rossi: pd.DataFrame, ref: dict) -> None:
-    r = ref["kaplan_meier_prio_ge_10"]
+def test_km_median_matches_lifelines(rossi: pd.DataFrame, lifelines_ref: dict) -> None:
+    r = lifelines_ref["kaplan_meier_prio_ge_10"]
     sub = rossi.query(r["query"])
     km = kaplan_meier(sub["week"], sub["arrest"])
     np.testing.assert_allclose(
@@ -114,11 +102,11 @@ def test_km_median_matches_lifelines(rossi: pd.DataFrame, ref: dict) -> None:
     assert median_survival(km) == r["median_survival"] == 50.0
 
 
-def test_km_median_at_exactly_one_half(rossi: pd.DataFrame, ref: dict) -> None:
+def test_km_median_at_exactly_one_half(rossi: pd.DataFrame, lifelines_ref: dict) -> None:
     # S reaches exactly 1/2 at week 50 for age <= 19 (33 of 66 arrested by then, no
     # censoring before); lifelines' float product is 0.5000000000000002 and it reports
     # an infinite median. We report 50, the first time S(t) <= 1/2.
-    r = ref["kaplan_meier_age_le_19"]
+    r = lifelines_ref["kaplan_meier_age_le_19"]
     sub = rossi.query(r["query"])
     assert ((sub["week"] <= 50) & (sub["arrest"] == 1)).sum() == 33 and len(sub) == 66
     assert ((sub["week"] < 52) & (sub["arrest"] == 0)).sum() == 0
@@ -167,16 +155,16 @@ def test_logrank_hand_example() -> None:
     assert table["n"].tolist() == [2, 3]
 
 
-def test_logrank_two_groups_matches_lifelines(rossi: pd.DataFrame, ref: dict) -> None:
-    r = ref["logrank_fin"]
+def test_logrank_two_groups_matches_lifelines(rossi: pd.DataFrame, lifelines_ref: dict) -> None:
+    r = lifelines_ref["logrank_fin"]
     res = logrank_test(rossi["week"], rossi["arrest"], rossi["fin"])
     assert res.statistic == pytest.approx(r["statistic"], rel=1e-10)
     assert res.p_value == pytest.approx(r["p_value"], rel=1e-10)
     assert res.df == 1
 
 
-def test_logrank_three_groups_matches_lifelines(rossi: pd.DataFrame, ref: dict) -> None:
-    r = ref["logrank_prio_tertiles"]
+def test_logrank_three_groups_matches_lifelines(rossi: pd.DataFrame, lifelines_ref: dict) -> None:
+    r = lifelines_ref["logrank_prio_tertiles"]
     res = logrank_test(rossi["week"], rossi["arrest"], r["groups"])
     assert res.statistic == pytest.approx(r["statistic"], rel=1e-10)
     assert res.p_value == pytest.approx(r["p_value"], rel=1e-10)
@@ -222,8 +210,8 @@ def test_cindex_hand_example() -> None:
     assert concordance_index(time, event, risk) == pytest.approx(5.5 / 9, rel=1e-15)
 
 
-def test_cindex_matches_lifelines(rossi: pd.DataFrame, ref: dict) -> None:
-    r = ref["concordance"]
+def test_cindex_matches_lifelines(rossi: pd.DataFrame, lifelines_ref: dict) -> None:
+    r = lifelines_ref["concordance"]
     # lifelines counts exact ties only: tied_tol=0
     c = concordance_index(rossi["week"], rossi["arrest"], r["risk"], tied_tol=0.0)
     assert c == pytest.approx(r["c_index"], abs=1e-12)
@@ -231,16 +219,18 @@ def test_cindex_matches_lifelines(rossi: pd.DataFrame, ref: dict) -> None:
     assert c == pytest.approx(r["c_index_prio"], abs=1e-12)
 
 
-def test_cindex_tolerance_matches_sksurv_on_near_ties(rossi: pd.DataFrame, ref: dict) -> None:
+def test_cindex_tolerance_matches_sksurv_on_near_ties(
+    rossi: pd.DataFrame, lifelines_ref: dict
+) -> None:
     # the reference risk has pairs equal in exact arithmetic that differ by ~1e-16 as
     # floats: scikit-survival (tied_tol 1e-8, our default) calls them ties, lifelines not
-    risk = np.asarray(ref["concordance"]["risk"])
+    risk = np.asarray(lifelines_ref["concordance"]["risk"])
     event = rossi["arrest"].to_numpy().astype(bool)
     time = rossi["week"].to_numpy(dtype=float)
     ours = concordance_index(time, event, risk)
     theirs = concordance_index_censored(event, time, risk)[0]
     assert ours == pytest.approx(theirs, abs=1e-12)
-    assert ours != pytest.approx(ref["concordance"]["c_index"], abs=1e-6)
+    assert ours != pytest.approx(lifelines_ref["concordance"]["c_index"], abs=1e-6)
 
 
 @pytest.mark.parametrize("seed", range(8))
