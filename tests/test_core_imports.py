@@ -25,6 +25,8 @@ CORE = [
     "napari_gbm.survival.cox",
     "napari_gbm.export",
     "napari_gbm.cohort",
+    "napari_gbm.calibration",
+    "napari_gbm.evaluation",
 ]
 GUI = ("napari", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "magicgui", "vispy", "superqt")
 

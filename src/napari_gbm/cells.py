@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from napari_gbm.biomarkers.ihc import NOT_APPLICABLE, PositivityParams, positive_class
+from napari_gbm.calibration import CalibrationParams, SlideCalibration, calibrate_slide
 from napari_gbm.features.neighbourhood import NEIGHBOURHOOD_COLUMNS, neighbourhood_features
 from napari_gbm.schema import HARALICK, conform_cell_table, empty_cell_table
 from napari_gbm.segment import NucleusParams, segment_nuclei
@@ -53,7 +54,8 @@ class Cancelled(Exception):
 
 @dataclass(frozen=True)
 class CellParams:
-    """Everything that decides the cells, besides the tile grid.
+    """Everything that decides the cells, besides the tile grid (and the slide's
+    calibration, which :func:`slide_calibration` measures with ``calibration``).
 
     ``n_threads`` is the number of threads a run uses. By default they analyse that many
     tiles at once (one thread each). ``n_workers`` sets the number of tiles at once
@@ -64,6 +66,7 @@ class CellParams:
 
     stain: str = "he"
     nucleus: NucleusParams = field(default_factory=NucleusParams)
+    calibration: CalibrationParams = field(default_factory=CalibrationParams)
     texture: bool = True
     neighbourhood_radius_um: float = 50.0
     neighbourhood_max_edge_um: float = 50.0
@@ -98,6 +101,33 @@ def stain_preset(stain: str) -> StainVectors:
     return {"he": HE, "hdab": HDAB}[stain]
 
 
+def slide_calibration(
+    slide: Slide,
+    params: CellParams,
+    *,
+    target_mpp: float,
+    tissue: TissueMask | None = None,
+    stain_vectors: StainVectors | None = None,
+    given: SlideCalibration | None = None,
+) -> SlideCalibration | None:
+    """The calibration a run uses: ``given`` (passed in by the user) if any, else the
+    slide's own (:func:`~napari_gbm.calibration.calibrate_slide`, with ``stain_vectors``
+    or the stain's preset as the starting vectors), or None when calibration is off."""
+    if given is not None:
+        return given
+    if not params.calibration.enabled:
+        return None
+    return calibrate_slide(
+        slide,
+        params.stain,
+        params.nucleus,
+        tissue=tissue,
+        target_mpp=target_mpp,
+        params=params.calibration,
+        preset=stain_vectors,
+    )
+
+
 def estimate_slide_stains(
     slide: Slide, tissue: TissueMask, stain: str, *, pixel_um: float = 2.0
 ) -> StainVectors:
@@ -121,6 +151,7 @@ def analyze_cells(
     params: CellParams | None = None,
     *,
     stain_vectors: StainVectors | None = None,
+    calibration: SlideCalibration | None = None,
     slide_id: str = "",
     positivity: PositivityParams | None = None,
     progress: Callable[[int, int, int], None] | None = None,
@@ -132,6 +163,10 @@ def analyze_cells(
 
     Parameters
     ----------
+    stain_vectors : starting stain vectors (default: the preset of ``params.stain``).
+    calibration : the slide's calibration; None: measured here from the slide when
+        ``params.calibration.enabled`` (its stain vectors and white point replace
+        ``stain_vectors``).
     positivity : how ``positive_class`` grades cells (default: nucleus DAB OD mean at
         0.2 / 0.4 / 0.6); cells of slides without DAB get -1 (not graded).
     progress : callable(tiles_done, tiles_total, cells_so_far), optional
@@ -144,8 +179,17 @@ def analyze_cells(
         The cell table (see :mod:`napari_gbm.schema`), ``cell_id`` 1..n in tile order.
     """
     params = params or CellParams()
-    stains = stain_vectors or stain_preset(params.stain)
-    parts = list(_cell_parts(slide, grid, params, stains, slide_id, positivity, progress, cancel))
+    cal = slide_calibration(
+        slide,
+        params,
+        target_mpp=grid.params.target_mpp,
+        stain_vectors=stain_vectors,
+        given=calibration,
+    )
+    stains = cal.stains if cal else stain_vectors or stain_preset(params.stain)
+    parts = list(
+        _cell_parts(slide, grid, params, stains, cal, slide_id, positivity, progress, cancel)
+    )
     if not parts:
         return empty_cell_table(stains.names[:2])
     cells = pd.concat(parts, ignore_index=True)
@@ -165,6 +209,7 @@ def analyze_cells_to_parquet(
     params: CellParams | None = None,
     *,
     stain_vectors: StainVectors | None = None,
+    calibration: SlideCalibration | None = None,
     slide_id: str = "",
     metadata: dict[str, Any] | None = None,
     positivity: PositivityParams | None = None,
@@ -182,7 +227,14 @@ def analyze_cells_to_parquet(
     from napari_gbm.io import METADATA_KEY, atomic_path, metadata_json
 
     params = params or CellParams()
-    stains = stain_vectors or stain_preset(params.stain)
+    cal = slide_calibration(
+        slide,
+        params,
+        target_mpp=grid.params.target_mpp,
+        stain_vectors=stain_vectors,
+        given=calibration,
+    )
+    stains = cal.stains if cal else stain_vectors or stain_preset(params.stain)
     names = stains.names[:2]
     schema = pa.Schema.from_pandas(empty_cell_table(names), preserve_index=False)
     if metadata is not None:
@@ -197,7 +249,7 @@ def analyze_cells_to_parquet(
         with pq.ParquetWriter(first, schema) as writer:
             buffer = _RowBuffer(writer, schema, row_group_rows)
             for part in _cell_parts(
-                slide, grid, params, stains, slide_id, positivity, progress, cancel
+                slide, grid, params, stains, cal, slide_id, positivity, progress, cancel
             ):
                 per_tile += np.bincount(part["tile_id"].to_numpy(), minlength=len(per_tile))
                 xs.append(part["centroid_x_um"].to_numpy())
@@ -264,6 +316,7 @@ def _cell_parts(
     grid: TileGrid,
     params: CellParams,
     stains: StainVectors,
+    calibration: SlideCalibration | None,
     slide_id: str,
     positivity: PositivityParams | None,
     progress: Callable[[int, int, int], None] | None,
@@ -278,7 +331,7 @@ def _cell_parts(
 
     def analyse(tile: Any) -> pd.DataFrame:
         rgb = read_tile(slide, grid, tile._asdict())
-        return _tile_cells(rgb, tile, grid, stains, params)
+        return _tile_cells(rgb, tile, grid, stains, params, calibration)
 
     n_cells = 0
     results = _in_order(analyse, tiles, params.tile_workers, cancel)
@@ -356,12 +409,17 @@ def _grade(part: pd.DataFrame, positivity: PositivityParams) -> np.ndarray:
 
 
 def _tile_cells(
-    rgb: np.ndarray, tile: Any, grid: TileGrid, stains: StainVectors, params: CellParams
+    rgb: np.ndarray,
+    tile: Any,
+    grid: TileGrid,
+    stains: StainVectors,
+    params: CellParams,
+    calibration: SlideCalibration | None = None,
 ) -> pd.DataFrame:
     from napari_gbm.features.compartments import measure_compartments
 
     mpp = grid.effective_mpp
-    seg = segment_nuclei(rgb, mpp, stains, params.nucleus)
+    seg = segment_nuclei(rgb, mpp, stains, params.nucleus, calibration)
     if int(seg.nuclei.max(initial=0)) == 0:
         return pd.DataFrame()
     images = {name: seg.stains[name] for name in stains.names[:2]}

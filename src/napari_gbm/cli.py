@@ -9,6 +9,7 @@ Commands::
     napari-gbm demo --out DIR          the main job on the bundled sample data
     napari-gbm stratify TABLE --time COL --event COL --out DIR [--clinical CSV] ...
     napari-gbm cohort INPUT --out DIR [--scheduler ADDRESS] [--workers N] ...
+    napari-gbm evaluate DIR --out OUT [--stain he|hdab] [--mpp M] [--baseline skimage|none] ...
 
 Errors about the input (a missing or unreadable slide, no pixel size where one is needed,
 no tissue) print one line naming the file and what to do, and exit with status 2; nothing
@@ -89,6 +90,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="estimate this slide's stain vectors (Macenko) instead of QuPath's defaults",
     )
     p.add_argument(
+        "--calibration",
+        type=Path,
+        metavar="JSON",
+        help="use this calibration for every slide (a summary.json of an earlier analysis, "
+        "or its 'calibration' object) instead of calibrating each slide",
+    )
+    p.add_argument(
+        "--no-calibration",
+        action="store_true",
+        help="no per-slide calibration: preset stain vectors on 255 white and fixed OD "
+        "thresholds (the behaviour of napari-gbm 0.1)",
+    )
+    p.add_argument(
         "--thresholds",
         default="0.2,0.4,0.6",
         help="DAB positivity: three values for 1+/2+/3+ or one for positive/negative "
@@ -155,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=4096, help="synthetic slide size in pixels (4096)")
     p.set_defaults(func=cmd_demo)
     _add_cohort_parser(sub)
+    _add_evaluate_parser(sub)
     return parser
 
 
@@ -280,13 +295,25 @@ def cmd_tile(args: argparse.Namespace) -> int:
 def _analyze_params(args: argparse.Namespace) -> Any:
     """The AnalyzeParams of the analysis options (shared by ``analyze`` and ``cohort``)."""
     from napari_gbm.biomarkers import BiomarkerParams, PositivityParams
+    from napari_gbm.calibration import CalibrationParams, load_calibration
     from napari_gbm.cells import CellParams
     from napari_gbm.pipeline import AnalyzeParams, needed_overlap_px
     from napari_gbm.tiling import TilingParams
     from napari_gbm.tissue import TissueParams
 
+    if args.calibration is not None and args.no_calibration:
+        raise UsageError("--calibration and --no-calibration exclude each other; pick one")
+    fixed = None
+    if args.calibration is not None:
+        try:
+            fixed = load_calibration(args.calibration).to_dict()
+        except ValueError as exc:
+            raise UsageError(f"--calibration: {exc}") from None
     cells = CellParams(
-        stain=args.stain, texture=not args.no_texture, n_threads=getattr(args, "threads", 1)
+        stain=args.stain,
+        texture=not args.no_texture,
+        n_threads=getattr(args, "threads", 1),
+        calibration=CalibrationParams(enabled=not args.no_calibration),
     )
     try:
         thresholds = tuple(_positive_float(v) for v in args.thresholds.split(","))
@@ -307,6 +334,7 @@ def _analyze_params(args: argparse.Namespace) -> Any:
             positivity=PositivityParams(column=args.positivity_column, thresholds=thresholds)
         ),
         estimate_stains=args.estimate_stains,
+        fixed_calibration=fixed,
     )
 
 
@@ -504,6 +532,19 @@ def _add_cohort_parser(sub: Any) -> None:
         "--estimate-stains", action="store_true", help="estimate each slide's stain vectors"
     )
     p.add_argument(
+        "--calibration",
+        type=Path,
+        metavar="JSON",
+        help="use this calibration for every slide (a summary.json of an earlier analysis, "
+        "or its 'calibration' object) instead of calibrating each slide",
+    )
+    p.add_argument(
+        "--no-calibration",
+        action="store_true",
+        help="no per-slide calibration: preset stain vectors on 255 white and fixed OD "
+        "thresholds (the behaviour of napari-gbm 0.1)",
+    )
+    p.add_argument(
         "--thresholds",
         default="0.2,0.4,0.6",
         help="DAB positivity: three values for 1+/2+/3+ or one (default 0.2,0.4,0.6)",
@@ -567,6 +608,83 @@ def cmd_cohort(args: argparse.Namespace) -> int:
     if result.n_failed:
         print(f"failed slides and why: {args.out / 'failures.csv'}", file=sys.stderr)
         return 1
+    return 0
+
+
+# --- napari-gbm evaluate: nucleus detection against annotations (napari_gbm.evaluation) ---
+
+
+def _add_evaluate_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="score nucleus detection (ours and a scikit-image baseline) against human "
+        "annotations; writes evaluation.json, per-image CSVs and overlays",
+    )
+    p.add_argument(
+        "dir",
+        type=Path,
+        help="an annotated set: images/<name>.png|.jpg, points/<name>_points.csv "
+        "(x,y[,positive]) and/or labels/<name>_labels.png or images/<name>.geojson "
+        "(QuPath), manifest.csv (image, mpp, stain[, split])",
+    )
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument(
+        "--stain", choices=("he", "hdab"), help="stain of every image (overrides the manifest)"
+    )
+    p.add_argument(
+        "--mpp",
+        type=_positive_float,
+        help="µm/px of every image (overrides the manifest; required without one)",
+    )
+    p.add_argument(
+        "--baseline",
+        choices=("skimage", "none"),
+        default="skimage",
+        help="detector run beside ours for comparison (skimage)",
+    )
+    p.add_argument(
+        "--detector", default="napari-gbm", help="detector to evaluate (napari-gbm, skimage)"
+    )
+    p.add_argument(
+        "--images", type=int, metavar="N", help="only the first N images (manifest order)"
+    )
+    p.add_argument(
+        "--split", metavar="S", help="only the manifest rows whose split column equals S"
+    )
+    p.set_defaults(func=cmd_evaluate)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from napari_gbm.evaluation import DatasetError, evaluate_dataset
+    from napari_gbm.evaluation.report import summary_table
+
+    def progress(done: int, total: int, name: str) -> None:
+        print(
+            f"\r{args.dir.name}: image {done}/{total} ({name})",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    try:
+        result = evaluate_dataset(
+            args.dir,
+            args.out,
+            stain=args.stain,
+            mpp=args.mpp,
+            detector=args.detector,
+            baseline=args.baseline,
+            images=args.images,
+            split=args.split,
+            progress=progress,
+        )
+    except DatasetError as exc:
+        raise UsageError(f"{exc}. Nothing was written.") from None
+    print(file=sys.stderr)
+    for note in result["notes"]:
+        print(f"note: {note}", file=sys.stderr)
+    print(summary_table(result))
+    print(f"-> {args.out / 'evaluation.json'}")
     return 0
 
 

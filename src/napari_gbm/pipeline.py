@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from napari_gbm.biomarkers.whole_slide import BiomarkerParams
+from napari_gbm.calibration import SlideCalibration
 from napari_gbm.cells import CellParams
 from napari_gbm.segment import halo_um
 from napari_gbm.slide import Slide, SlideError
@@ -88,6 +89,9 @@ class AnalyzeParams:
     tissue: TissueParams = field(default_factory=TissueParams)
     biomarkers: BiomarkerParams = field(default_factory=BiomarkerParams)
     estimate_stains: bool = False
+    #: one calibration for every slide (``SlideCalibration.to_dict()``, e.g. read with
+    #: :func:`~napari_gbm.calibration.load_calibration`); None: each slide its own
+    fixed_calibration: dict[str, Any] | None = None
 
     def resolved_tiling(self) -> TilingParams:
         if self.tiling is not None:
@@ -124,6 +128,13 @@ def analyze_slide(
     is written atomically, and ``summary.json`` only once all others are complete, so a
     folder with a ``summary.json`` is a complete analysis (:func:`is_complete`).
 
+    The slide is calibrated first (:mod:`napari_gbm.calibration`: white point and the
+    counterstain level the detection thresholds follow) unless
+    ``params.fixed_calibration`` gives one (e.g. one slide's, read back with
+    :func:`~napari_gbm.calibration.load_calibration`, for a whole cohort) or
+    ``params.cells.calibration.enabled`` is off. The calibration
+    used is in ``summary.json`` and the Parquet metadata under ``"calibration"``.
+
     Returns the summary. Raises :class:`SlideError` for an unreadable slide or one
     without a pixel size (pass ``mpp``), ``Cancelled`` when ``cancel()`` turns true.
     """
@@ -133,7 +144,12 @@ def analyze_slide(
 
     from napari_gbm import __version__
     from napari_gbm.biomarkers.whole_slide import CELL_COLUMNS, slide_biomarkers
-    from napari_gbm.cells import analyze_cells_to_parquet, estimate_slide_stains, stain_preset
+    from napari_gbm.cells import (
+        analyze_cells_to_parquet,
+        estimate_slide_stains,
+        slide_calibration,
+        stain_preset,
+    )
     from napari_gbm.io import atomic_path, file_fingerprint, write_json, write_parquet, write_png
     from napari_gbm.overview import render_overview
 
@@ -157,6 +173,20 @@ def analyze_slide(
         stains = estimate_slide_stains(slide, tissue, stain)
     else:
         stains = stain_preset(stain)
+    cal = slide_calibration(
+        slide,
+        params.cells,
+        target_mpp=tiling.target_mpp,
+        tissue=tissue,
+        stain_vectors=stains,
+        given=(
+            SlideCalibration.from_dict(params.fixed_calibration)
+            if params.fixed_calibration is not None
+            else None
+        ),
+    )
+    if cal is not None:
+        stains = cal.stains
     meta: dict[str, Any] = {
         "software": {"napari_gbm": __version__},
         "slide_id": slide_id,
@@ -168,6 +198,7 @@ def analyze_slide(
             "tissue_summary": tissue.summary(),
             "stain_vectors": stains.to_dict(),
         },
+        "calibration": cal.to_dict() if cal is not None else None,
     }
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -178,6 +209,7 @@ def analyze_slide(
         out / "cells.parquet",
         params.cells,
         stain_vectors=stains,
+        calibration=cal,
         slide_id=slide_id,
         metadata=meta,
         positivity=params.biomarkers.positivity,

@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from napari_gbm.biomarkers.ihc import PositivityParams
-from napari_gbm.cells import CellParams, analyze_cells, stain_preset
+from napari_gbm.calibration import SlideCalibration
+from napari_gbm.cells import CellParams, analyze_cells, slide_calibration, stain_preset
 from napari_gbm.slide import Slide
 from napari_gbm.stain import StainVectors
 from napari_gbm.tiling import TilingParams, make_tile_grid
@@ -50,6 +51,7 @@ def analyze_region(
     polygon: np.ndarray | None = None,
     tiling: TilingParams | None = None,
     stain_vectors: StainVectors | None = None,
+    calibration: SlideCalibration | None = None,
     positivity: PositivityParams | None = None,
     outlines: bool = True,
     progress: Callable[[int, int, int], None] | None = None,
@@ -63,6 +65,10 @@ def analyze_region(
     polygon : (n, 2) array of (x, y) level-0 vertices, optional: keep only the cells
         inside it (the box should contain it).
     tiling : the grid (default: 0.5 µm/px, 1024 px tiles, the halo detection needs).
+    calibration : the *slide's* calibration (pass it when analysing many regions of one
+        slide: :func:`napari_gbm.cells.slide_calibration`); None: measured from the
+        whole slide here, never from the region, so a region's cells are the cells a
+        whole-slide run finds there.
     """
     from napari_gbm.pipeline import needed_overlap_px
 
@@ -87,12 +93,16 @@ def analyze_region(
         & (t["core_y0_px"] < y1)
     )
     grid = dataclasses.replace(grid, tiles=t.assign(selected=touch.to_numpy()))
-    stains = stain_vectors or stain_preset(params.stain)
+    cal = slide_calibration(
+        slide, params, target_mpp=tiling.target_mpp, stain_vectors=stain_vectors, given=calibration
+    )
+    stains = cal.stains if cal else stain_vectors or stain_preset(params.stain)
     cells = analyze_cells(
         slide,
         grid,
         params,
         stain_vectors=stains,
+        calibration=cal,
         slide_id=slide.path.stem,
         positivity=positivity,
         progress=progress,
@@ -118,5 +128,5 @@ def analyze_region(
             from napari_gbm.segment import segment_nuclei
 
             rgb = slide.read_downsampled((x0, y0, x1 - x0, y1 - y0), (ow, oh))
-            nuclei = segment_nuclei(rgb, grid.effective_mpp, stains, params.nucleus).nuclei
+            nuclei = segment_nuclei(rgb, grid.effective_mpp, stains, params.nucleus, cal).nuclei
     return RegionCells(cells, nuclei, (x0, y0), scale, (x0, y0, x1 - x0, y1 - y0))

@@ -9,8 +9,8 @@ Pipeline (every length in µm, converted with the tile's ``mpp``):
    half-side ``background_radius_um`` (QuPath uses opening *by reconstruction*, which can
    propagate across a whole tile; a plain opening is strictly local, see below); pixels
    whose background exceeds ``max_background_od`` are excluded;
-4. Gaussian smoothing (``sigma_um``); foreground where the smoothed image exceeds the
-   fixed ``threshold_od`` *and* its Laplacian is negative (inside a blob, QuPath's LoG
+4. Gaussian smoothing (``sigma_um``, :func:`contrast_image`); foreground where the
+   smoothed image exceeds the threshold *and* its Laplacian is negative (inside a blob, QuPath's LoG
    criterion, which puts boundaries at the inflection points and cuts thin bridges);
    holes smaller than ``max_area_um2`` are filled;
 5. split by shape: watershed of the distance transform from its local maxima, then
@@ -18,22 +18,27 @@ Pipeline (every length in µm, converted with the tile's ``mpp``):
    ``split_neck_ratio`` of the smaller object's width and deeper than ``split_depth_um``
    (h-maxima dynamics, like ImageJ's / QuPath's EDM split);
 6. objects outside ``min_area_um2`` - ``max_area_um2``, or whose smoothed contrast never
-   reaches ``peak_threshold_od`` (hysteresis), are removed;
+   reaches the peak threshold (hysteresis), are removed;
 7. cells: each nucleus grown by ``cell_expansion_um`` into unclaimed pixels, every
    pixel going to its nearest nucleus (Voronoi-limited, like QuPath).
 
-Tile independence: no step uses a statistic of the whole tile (no Otsu): thresholds are
-fixed OD values and every filter has a bounded support, so a pixel's result depends only
-on its neighbourhood within :func:`halo_um` (plus the extent of the connected foreground
-clump it belongs to). Tiles read with that overlap and an ownership rule (an object
-belongs to the tile holding its centroid) give the same objects whatever the tiling.
+Thresholds: with the slide's calibration (:mod:`napari_gbm.calibration`, what ``analyze``
+uses) they are multiples of the slide's counterstain level (``threshold_rel``,
+``peak_rel``); without one, the fixed ``threshold_od`` / ``peak_threshold_od``.
+
+Tile independence: no step uses a statistic of the tile (no Otsu of the tile): the
+thresholds are the same for every tile of a slide and every filter has a bounded support,
+so a pixel's result depends only on its neighbourhood within :func:`halo_um` (plus the
+extent of the connected foreground clump it belongs to). Tiles read with that overlap and
+an ownership rule (an object belongs to the tile holding its centroid) give the same
+objects whatever the tiling.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -42,7 +47,18 @@ from scipy import ndimage as ndi
 from . import _segment_kernels as K
 from .stain import HE, StainVectors, optical_density
 
-__all__ = ["NucleusParams", "Segmentation", "halo_um", "prepare_rgb", "segment_nuclei"]
+if TYPE_CHECKING:
+    from .calibration import SlideCalibration
+
+__all__ = [
+    "NucleusParams",
+    "Segmentation",
+    "contrast_image",
+    "deconvolve_tile",
+    "halo_um",
+    "prepare_rgb",
+    "segment_nuclei",
+]
 
 DETECTION_CHOICES = ("nuclear", "od_sum")
 
@@ -70,13 +86,21 @@ class NucleusParams:
     min_area_um2, max_area_um2 : float
         Nucleus area limits (QuPath 10 - 400).
     threshold_od : float
-        Fixed foreground threshold on the smoothed background-subtracted detection
-        image, in OD (QuPath 0.1); a fixed value keeps tiles consistent.
+        Foreground threshold on the smoothed background-subtracted detection image, in
+        OD (QuPath 0.1), used when the slide is not calibrated.
     peak_threshold_od : float
         An object must reach this smoothed contrast somewhere (hysteresis; not in
-        QuPath). 0.25 rejects neuropil / cytoplasm texture on real H&E (peaks 0.1-0.2)
-        while every synthetic nucleus peaks above 0.34. Set to ``threshold_od`` to
+        QuPath), used when the slide is not calibrated. Set to ``threshold_od`` to
         disable.
+    threshold_rel, peak_rel : float
+        With a slide calibration (:mod:`napari_gbm.calibration`), the two thresholds
+        are these multiples of the slide's counterstain level ``level_od``, so they
+        follow the stain instead of a fixed OD: on real H&E and Ki-67 tiles a fixed 0.25
+        peak missed the pale counterstained nuclei of IHC and let neuropil texture of
+        dark 40x scans through.
+    floor_od : float
+        Calibrated thresholds never go below this OD (a slide whose sample holds almost
+        no nuclei must not turn noise into nuclei).
     max_background_od : float
         Pixels whose background estimate exceeds this are not detected (QuPath 2).
     split_by_shape : bool
@@ -98,6 +122,9 @@ class NucleusParams:
     max_area_um2: float = 400.0
     threshold_od: float = 0.1
     peak_threshold_od: float = 0.25
+    threshold_rel: float = 0.75
+    peak_rel: float = 1.2
+    floor_od: float = 0.05
     max_background_od: float = 2.0
     split_by_shape: bool = True
     split_neck_ratio: float = 0.85
@@ -120,6 +147,10 @@ class NucleusParams:
             raise ValueError(
                 f"max_area_um2 ({self.max_area_um2}) must exceed min_area_um2 ({self.min_area_um2})"
             )
+        for name in ("threshold_rel", "peak_rel", "floor_od"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         for name in ("threshold_od", "peak_threshold_od", "max_background_od"):
             value = getattr(self, name)
             if not math.isfinite(value):
@@ -134,6 +165,17 @@ class NucleusParams:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of the parameters (for provenance in outputs)."""
         return asdict(self)
+
+    def thresholds(self, level_od: float | None = None) -> tuple[float, float]:
+        """(foreground, peak) thresholds in OD: fixed without a calibration level,
+        ``max(floor_od, rel * level_od)`` with one (a level of 0 means the calibration
+        found nothing to measure: the fixed values apply)."""
+        if level_od is None or not level_od > 0:
+            return self.threshold_od, self.peak_threshold_od
+        return (
+            max(self.floor_od, self.threshold_rel * level_od),
+            max(self.floor_od, self.peak_rel * level_od),
+        )
 
 
 QUPATH_DEFAULTS = NucleusParams(
@@ -218,7 +260,9 @@ def prepare_rgb(image: npt.ArrayLike) -> npt.NDArray[np.uint8]:
     return np.ascontiguousarray(arr)
 
 
-def _deconvolve(rgb: npt.NDArray[np.uint8], stains: StainVectors) -> npt.NDArray[np.float32]:
+def deconvolve_tile(rgb: npt.NDArray[np.uint8], stains: StainVectors) -> npt.NDArray[np.float32]:
+    """Stain concentrations (3, h, w) of an RGB uint8 tile, through a 256-entry OD table
+    per channel (the same values as :func:`napari_gbm.stain.deconvolve`)."""
     grey = np.repeat(np.arange(256, dtype=np.uint8)[:, None, None], 3, axis=2)
     lut = optical_density(grey, stains.background)[:, 0, :]
     out = np.empty((3, *rgb.shape[:2]), np.float32)
@@ -247,10 +291,12 @@ def _disk(radius_px: float) -> npt.NDArray[np.bool_]:
     return np.asarray(xx * xx + yy * yy <= radius_px * radius_px)
 
 
-def _foreground(
+def contrast_image(
     det: npt.NDArray[np.float32], mpp: float, p: NucleusParams
-) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float32]]:
-    """Foreground mask and the smoothed background-subtracted detection image."""
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_] | None]:
+    """The image detection thresholds: ``det`` median-filtered (optional), minus its
+    background (grey opening), Gaussian-smoothed; and where the background is low
+    enough to detect (None when there is no background subtraction)."""
     if p.median_radius_um > 0:
         det = ndi.median_filter(det, footprint=_disk(p.median_radius_um / mpp))
     r_px = round(p.background_radius_um / mpp)
@@ -261,7 +307,15 @@ def _foreground(
         valid = bg <= p.max_background_od
     sigma_px = p.sigma_um / mpp
     smooth = ndi.gaussian_filter(det, sigma_px) if sigma_px > 0 else det
-    mask = smooth > p.threshold_od
+    return smooth, valid
+
+
+def _foreground(
+    det: npt.NDArray[np.float32], mpp: float, p: NucleusParams, threshold_od: float
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float32]]:
+    """Foreground mask and the smoothed background-subtracted detection image."""
+    smooth, valid = contrast_image(det, mpp, p)
+    mask = smooth > threshold_od
     mask &= ndi.laplace(smooth) < 0
     if valid is not None:
         mask &= valid
@@ -316,14 +370,18 @@ def _split(mask: npt.NDArray[np.bool_], mpp: float, p: NucleusParams) -> npt.NDA
 
 
 def _filter_objects(
-    labels: npt.NDArray[np.int64], smooth: npt.NDArray[np.float32], mpp: float, p: NucleusParams
+    labels: npt.NDArray[np.int64],
+    smooth: npt.NDArray[np.float32],
+    mpp: float,
+    p: NucleusParams,
+    peak_threshold_od: float,
 ) -> npt.NDArray[np.int32]:
     """Drop objects by area and peak contrast; renumber 1..n in raster order."""
     n = int(labels.max(initial=0))
     count, peak, first = K.label_stats(labels, smooth, n)
     area_um2 = count * mpp**2
     keep = (area_um2 >= p.min_area_um2) & (area_um2 <= p.max_area_um2)
-    keep &= peak >= p.peak_threshold_od
+    keep &= peak >= peak_threshold_od
     keep[0] = False
     # Raster order of first pixels, so ids do not depend on watershed internals.
     order = np.flatnonzero(keep)
@@ -354,6 +412,7 @@ def segment_nuclei(
     mpp: float,
     stains: StainVectors = HE,
     params: NucleusParams = NucleusParams(),
+    calibration: SlideCalibration | None = None,
 ) -> Segmentation:
     """Detect nuclei and cells in one RGB tile.
 
@@ -365,8 +424,14 @@ def segment_nuclei(
         Pixel size in µm / px; every parameter in µm is converted with it.
     stains : StainVectors
         Stain vectors (:data:`~napari_gbm.stain.HE`, :data:`~napari_gbm.stain.HDAB` or
-        estimated per slide).
+        estimated per slide). Ignored when ``calibration`` is given.
     params : NucleusParams
+    calibration : SlideCalibration, optional
+        The slide's calibration (:func:`napari_gbm.calibration.calibrate_slide`): its
+        stain vectors and white point are used, and the thresholds follow its
+        counterstain level (``params.threshold_rel``, ``params.peak_rel``). Without
+        it the fixed ``threshold_od`` / ``peak_threshold_od`` apply. Pass the *slide's*
+        calibration to every tile: a tile's own would break tile independence.
 
     Returns
     -------
@@ -386,14 +451,19 @@ def segment_nuclei(
     if not isinstance(params, NucleusParams):
         raise TypeError(f"params must be NucleusParams, got {type(params).__name__}")
     mpp = float(mpp)
-    conc = _deconvolve(img, stains)
+    if calibration is not None:
+        stains = calibration.stains
+    threshold_od, peak_od = params.thresholds(
+        calibration.level_od if calibration is not None else None
+    )
+    conc = deconvolve_tile(img, stains)
     det = _detection_image(img, conc, stains, params.detection)
     stain_images = {name: conc[i] for i, name in enumerate(stains.names)}
     if img.shape[0] == 0 or img.shape[1] == 0:
         empty = np.zeros(img.shape[:2], np.int32)
         return Segmentation(empty, empty.copy(), stain_images, params, stains, mpp)
-    mask, smooth = _foreground(det, mpp, params)
+    mask, smooth = _foreground(det, mpp, params, threshold_od)
     labels = _split(mask, mpp, params)
-    nuclei = _filter_objects(labels, smooth, mpp, params)
+    nuclei = _filter_objects(labels, smooth, mpp, params, peak_od)
     cells = expand_cells(nuclei, params.cell_expansion_um / mpp)
     return Segmentation(nuclei, cells, stain_images, params, stains, mpp)

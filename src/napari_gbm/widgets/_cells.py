@@ -287,6 +287,21 @@ def _generate(job: tuple[Any, ...], cancelled: Any) -> Any:
     return box["result"]
 
 
+#: the slide calibrations measured so far (a view or a drawn region uses its slide's one,
+#: measured once per slide and parameters: a few seconds on a large slide)
+_CALIBRATIONS: dict[tuple[Any, ...], Any] = {}
+
+
+def _calibration_of(slide: Any, path: str, mpp: float, params: CellParams) -> Any:
+    from napari_gbm.cells import slide_calibration
+    from napari_gbm.tiling import TilingParams
+
+    key = (path, mpp, params.stain, params.nucleus, params.calibration)
+    if key not in _CALIBRATIONS:
+        _CALIBRATIONS[key] = slide_calibration(slide, params, target_mpp=TilingParams().target_mpp)
+    return _CALIBRATIONS[key]
+
+
 def _run_region(
     path: str, mpp: float, params: CellParams, box: Any, poly: Any, *, progress: Any, cancel: Any
 ) -> dict[str, Any]:
@@ -295,7 +310,10 @@ def _run_region(
     from napari_gbm.slide import Slide
 
     slide = Slide(path, mpp=mpp)
-    r = analyze_region(slide, box, params, polygon=poly, progress=progress, cancel=cancel)
+    cal = _calibration_of(slide, path, mpp, params)
+    r = analyze_region(
+        slide, box, params, calibration=cal, polygon=poly, progress=progress, cancel=cancel
+    )
     area_mm2 = _polygon_area(poly) if poly is not None else r.box[2] * r.box[3]
     area_mm2 *= mpp**2 / 1e6
     scores = ihc_scores(r.cells["positive_class"].to_numpy())
@@ -308,6 +326,7 @@ def _run_region(
         "box_l0": list(r.box),
         "area_mm2": area_mm2,
         "cells": params.to_dict(),
+        "calibration": cal.to_dict() if cal is not None else None,
         "slide_path": path,
     }
     return {

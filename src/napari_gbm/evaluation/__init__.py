@@ -1,0 +1,31 @@
+"""Evaluation of nucleus detection against human annotations.
+
+``evaluate_dataset(path, out)`` runs a detector (ours by default) and a plain
+scikit-image baseline on every image of an annotated set and scores both: detection
+precision / recall / F1 at 4 and 6 µm, Ki-67 index error and positive / negative
+agreement, and segmentation (mean IoU, AJI, PQ) where there are instance masks. The
+command line is ``napari-gbm evaluate DIR --out OUT``.
+
+Modules: :mod:`.dataset` (reading a set), :mod:`.geojson` (QuPath GeoJSON),
+:mod:`.detections` / :mod:`.detectors` (what is evaluated), :mod:`.baseline`,
+:mod:`.matching`, :mod:`.metrics`, :mod:`.overlay`, :mod:`.report`, :mod:`.evaluate`.
+No napari or Qt here.
+"""
+
+from napari_gbm.evaluation.dataset import DatasetError, load_dataset
+from napari_gbm.evaluation.detections import Detections
+from napari_gbm.evaluation.detectors import DETECTORS, get_detector, register_detector
+from napari_gbm.evaluation.evaluate import evaluate_dataset
+from napari_gbm.evaluation.matching import Matching, match_points
+
+__all__ = [
+    "DETECTORS",
+    "DatasetError",
+    "Detections",
+    "Matching",
+    "evaluate_dataset",
+    "get_detector",
+    "load_dataset",
+    "match_points",
+    "register_detector",
+]

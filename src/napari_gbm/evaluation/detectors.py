@@ -1,0 +1,92 @@
+"""Detectors by name: what ``napari-gbm evaluate --detector NAME`` runs.
+
+A detector is a callable ``(image_path, mpp, stain) -> Detections`` (see
+:class:`~napari_gbm.evaluation.detections.Detections`). Built in:
+
+- ``napari-gbm``: our pipeline, exactly as ``analyze`` runs it (:func:`detect_napari_gbm`);
+- ``skimage``: the plain scikit-image baseline (:mod:`napari_gbm.evaluation.baseline`).
+
+Others can be added with :func:`register_detector`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from napari_gbm.evaluation.baseline import detect_skimage
+from napari_gbm.evaluation.detections import Detections
+
+__all__ = ["DETECTORS", "Detector", "detect_napari_gbm", "get_detector", "register_detector"]
+
+Detector = Callable[[Path, float, str], Detections]
+
+
+def detect_napari_gbm(path: Path, mpp: float, stain: str) -> Detections:
+    """Our detector on one image, as ``analyze`` runs it: the whole image as one region
+    (:func:`napari_gbm.region.analyze_region`), cells graded positive at
+    ``positive_class >= 1`` (None when no cell is graded, e.g. H&E), nucleus outlines
+    brought to the image's full resolution."""
+    from napari_gbm.cells import CellParams
+    from napari_gbm.region import analyze_region
+    from napari_gbm.slide import Slide
+
+    with Slide(path, mpp=mpp) as slide:
+        w, h = slide.dimensions
+        region = analyze_region(
+            slide, (0, 0, w, h), CellParams(stain=stain, texture=False), outlines=True
+        )
+    grade = region.cells["positive_class"].to_numpy()
+    labels = None
+    if region.nuclei is not None:
+        labels = to_image_grid(region.nuclei, region.origin, region.downsample, (h, w))
+    return Detections(
+        region.cells["centroid_x_px"].to_numpy(),
+        region.cells["centroid_y_px"].to_numpy(),
+        grade >= 1 if (grade >= 0).any() else None,
+        labels,
+    )
+
+
+def to_image_grid(
+    labels: np.ndarray,
+    origin: tuple[float, float],
+    downsample: float,
+    shape: tuple[int, int],
+) -> np.ndarray:
+    """A label image at ``downsample`` level-0 px per pixel with its top-left corner at
+    level-0 ``origin`` (x, y), resampled (nearest) onto the level-0 pixel grid of
+    ``shape`` (height, width); pixels outside it are 0."""
+    h, w = shape
+    rows = np.floor((np.arange(h) + 0.5 - origin[1]) / downsample).astype(np.int64)
+    cols = np.floor((np.arange(w) + 0.5 - origin[0]) / downsample).astype(np.int64)
+    ok_r = (rows >= 0) & (rows < labels.shape[0])
+    ok_c = (cols >= 0) & (cols < labels.shape[1])
+    out = np.zeros(shape, labels.dtype)
+    out[np.ix_(ok_r, ok_c)] = labels[np.ix_(rows[ok_r], cols[ok_c])]
+    return out
+
+
+DETECTORS: dict[str, Detector] = {
+    "napari-gbm": detect_napari_gbm,
+    "skimage": detect_skimage,
+}
+
+
+def register_detector(name: str, detector: Detector) -> None:
+    """Make ``detector`` available as ``name`` (replacing one of that name)."""
+    if not name or not isinstance(name, str):
+        raise ValueError("a detector needs a non-empty name")
+    DETECTORS[name] = detector
+
+
+def get_detector(name: str) -> Detector:
+    """The detector called ``name``; ``ValueError`` listing the names if unknown."""
+    try:
+        return DETECTORS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown detector {name!r}; detectors are {', '.join(sorted(DETECTORS))}"
+        ) from None
