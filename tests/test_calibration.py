@@ -128,6 +128,20 @@ def test_ihc_level_is_that_of_the_negatives() -> None:
     assert ((dab_mean >= 0.2) == positive).all()
 
 
+def test_a_few_dark_nuclei_do_not_lift_the_level() -> None:
+    """Pale nuclei among a third as many very dark ones (lymphocytes): the level comes
+    from Otsu after clipping the top 5 %, so the pale ones are all found; a plain Otsu
+    split lands between the pale and the dark and loses the pale ones."""
+    p = NucleusParams()
+    rgb, centres, dark = _field(0.15, dab_every=3, dab_conc=0.0, pos_h_conc=1.5)
+    cal = calibrate_pixels([rgb], MPP, HDAB, p)
+    plain = calibrate_pixels([rgb], MPP, HDAB, p, CalibrationParams(clip_quantile=1.0))
+    assert plain.level_od > 2 * cal.level_od
+    assert _found(segment_nuclei(rgb, MPP, HDAB, p, cal).nuclei, centres).all()
+    lost = ~_found(segment_nuclei(rgb, MPP, HDAB, p, plain).nuclei, centres)
+    assert lost[~dark].mean() > 0.5 and not lost[dark].any()
+
+
 def test_thresholds_without_and_with_a_level() -> None:
     p = NucleusParams(threshold_od=0.1, peak_threshold_od=0.25, threshold_rel=0.75, peak_rel=1.2)
     assert p.thresholds(None) == (0.1, 0.25)
@@ -216,3 +230,39 @@ def test_summary_carries_the_calibration_and_gives_it_back(
     )
     assert "stain_vectors" in capsys.readouterr().err
     assert not (tmp_path / "d" / "summary.json").exists()
+
+
+def test_cohort_parameters_carry_a_fixed_calibration() -> None:
+    """A calibration given for a cohort travels to the workers in the parameter dict."""
+    from napari_gbm.cohort import params_from_dict
+    from napari_gbm.pipeline import AnalyzeParams
+
+    rgb, _, _ = _field(0.3, white=(240, 236, 230))
+    cal = calibrate_pixels([rgb], MPP, HE, NucleusParams())
+    params = AnalyzeParams(fixed_calibration=cal.to_dict())
+    back = params_from_dict(json.loads(json.dumps(params.to_dict())))
+    assert SlideCalibration.from_dict(back.fixed_calibration) == cal
+    off = AnalyzeParams(cells=CellParams(calibration=CalibrationParams(enabled=False)))
+    assert params_from_dict(off.to_dict()).cells.calibration.enabled is False
+
+
+def test_an_analysis_from_before_calibration_still_opens(
+    synthetic_he: Path, tmp_path: Path
+) -> None:
+    """A folder written before calibration existed (no "calibration" in summary.json)
+    opens in napari with its cells."""
+    from napari_gbm._napari._reader import read_analysis_folder
+
+    out = tmp_path / "old"
+    crop = Slide(synthetic_he).read_region((600, 400), 0, (500, 500))
+    Image.fromarray(crop).save(tmp_path / "field.png")
+    assert main(["analyze", str(tmp_path / "field.png"), "--mpp", "0.5", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    del summary["calibration"]
+    del summary["parameters"]["cells"]["calibration"]
+    (out / "summary.json").write_text(json.dumps(summary))
+    layers = read_analysis_folder(str(out))
+    kinds = {meta.get("metadata", {}).get("napari_gbm", {}).get("kind") for _, meta, _ in layers}
+    assert "cells" in kinds, kinds
+    cells = next(d for d, m, t in layers if t == "points")
+    assert len(cells) == summary["n_cells"] > 10

@@ -547,23 +547,35 @@ def test_interrupted_run_leaves_no_evaluation_json(
 #: threshold on Ki-67 images separates dark-brown nuclei from everything else and misses
 #: most pale negative nuclei: its F1 there is below 0.3, so its floors are too.
 REAL_SETS: dict[str, dict[str, Any]] = {
-    "monuseg": {"measured": ((0.84, 0.83), 0.79), "floor": (0.6, 0.6), "labels": True},
-    "crchisto_2016": {"measured": ((0.71, 0.60), 0.67), "floor": (0.4, 0.5), "labels": False},
+    # measured on the first 2 images at the defaults (2026-12-06): F1@6 (ours, baseline),
+    # and for Ki-67 sets our recall@6 and li_mae; floors and ceilings sit below / above
+    # them (regression guards, not copies). crchisto's first two images are fat with few
+    # nuclei, where our detector fires on membranes (see BENCHMARKS.md); the full set is
+    # 0.742 vs the baseline's 0.706.
+    "monuseg": {"measured": (0.865, 0.788), "floor": (0.78, 0.68), "labels": True},
+    "crchisto_2016": {"measured": (0.370, 0.670), "floor": (0.28, 0.57), "labels": False},
     "cryonuseg_draft2019_PARTIAL": {
-        "measured": ((0.54, 0.59), 0.46),
-        "floor": (0.35, 0.3),
+        "measured": (0.594, 0.462),
+        "floor": (0.5, 0.36),
         "labels": True,
     },
-    "bcdata_ki67_sample": {"measured": ((0.57, 0.67), 0.28), "floor": (0.35, 0.1), "labels": False},
-    "shidc_b_ki67_sample": {
-        "measured": ((0.51, 0.52), 0.51),
-        "floor": (0.3, 0.35),
+    "bcdata_ki67_sample": {
+        "measured": (0.646, 0.279),
+        "floor": (0.55, 0.18),
         "labels": False,
+        "ki67": {"recall": (0.927, 0.85), "li_mae": (7.6, 11.0)},
+    },
+    "shidc_b_ki67_sample": {
+        "measured": (0.509, 0.509),
+        "floor": (0.42, 0.41),
+        "labels": False,
+        "ki67": {"recall": (0.883, 0.8), "li_mae": (4.8, 8.0)},
     },
     "deepliif_ki67_seg_sample": {
-        "measured": ((0.42, 0.72), 0.18),
-        "floor": (0.25, 0.05),
+        "measured": (0.785, 0.182),
+        "floor": (0.68, 0.08),
         "labels": True,
+        "ki67": {"recall": (0.823, 0.75), "li_mae": (3.3, 7.0)},
     },
 }
 N_REAL_IMAGES = 2
@@ -649,6 +661,17 @@ def test_real_set_f1_floors(name: str, real_results: dict) -> None:
     floor_ours, floor_base = REAL_SETS[name]["floor"]
     assert res["aggregate"]["f1@6"] >= floor_ours, res["aggregate"]["f1@6"]
     assert res["baseline"]["f1@6"] >= floor_base, res["baseline"]["f1@6"]
+
+
+@pytest.mark.parametrize("name", [n for n, v in REAL_SETS.items() if "ki67" in v])
+def test_real_ki67_sets_count_the_negatives(name: str, real_results: dict) -> None:
+    """Pale counterstained negatives are found (recall) and the Ki-67 index over the
+    annotated nuclei stays close (li_mae); both far better than the baseline's."""
+    res, _ = real_results[name]
+    spec = REAL_SETS[name]["ki67"]
+    assert res["aggregate"]["recall@6"] >= spec["recall"][1], res["aggregate"]["recall@6"]
+    assert res["aggregate"]["li_mae"] <= spec["li_mae"][1], res["aggregate"]["li_mae"]
+    assert res["aggregate"]["li_mae"] < res["baseline"]["li_mae"]
 
 
 @pytest.mark.parametrize("name", list(REAL_SETS))

@@ -11,9 +11,14 @@ once per slide, from a deterministic sample of its tissue, :func:`calibrate_slid
    background" (camera fields and tinted scans are not 255 white);
 2. the **counterstain level** (``level_od``): Otsu's threshold of the
    background-subtracted, smoothed counterstain (hematoxylin) image of the sample, the
-   same contrast image detection thresholds (see :func:`napari_gbm.segment.contrast_image`).
-   On IHC, pixels whose smoothed DAB exceeds ``dab_exclude_od`` are left out, so the
-   level is that of the pale counterstained (negative) nuclei, not of the brown ones.
+   same contrast image detection thresholds (see :func:`napari_gbm.segment.contrast_image`),
+   its values clipped at their 95th percentile first. On IHC, pixels whose smoothed DAB
+   exceeds ``dab_exclude_od`` are left out, so the level is that of the pale
+   counterstained (negative) nuclei, not of the brown ones. The clip matters: a few very
+   dark objects (lymphocytes, the hematoxylin that brown nuclei show through imperfect
+   vectors) pull a plain Otsu split far above pale nuclei; on two Ki-67 sets it lost
+   half to four fifths of the negatives of some fields (recall 0.2-0.5, the Ki-67 index
+   40-60 points too high there).
 
 Detection then thresholds every tile at multiples of ``level_od`` (``threshold_rel``,
 ``peak_rel`` in :class:`~napari_gbm.segment.NucleusParams`), so its operating point
@@ -79,6 +84,9 @@ class CalibrationParams:
         lumen in the sample): 255 is kept.
     dab_exclude_od : float
         Pixels with smoothed DAB above this are left out of the counterstain level.
+    clip_quantile : float
+        The sample's contrast values are clipped at this quantile before Otsu's
+        threshold (see the module docs).
     """
 
     enabled: bool = True
@@ -87,10 +95,13 @@ class CalibrationParams:
     white_fraction: float = 0.01
     min_white: float = 150.0
     dab_exclude_od: float = 0.05
+    clip_quantile: float = 0.95
 
     def __post_init__(self) -> None:
         if self.sample_tiles < 1 or self.sample_tile_px < 32:
             raise ValueError("sample_tiles must be >= 1 and sample_tile_px >= 32")
+        if not 0.5 < self.clip_quantile <= 1:
+            raise ValueError(f"clip_quantile must be in (0.5, 1], got {self.clip_quantile}")
         if not 0 < self.white_fraction < 0.5:
             raise ValueError(f"white_fraction must be in (0, 0.5), got {self.white_fraction}")
 
@@ -236,7 +247,8 @@ def calibrate_pixels(
         level = 0.0
         details["level"] = "too few pixels or a flat sample: fixed thresholds apply"
     else:
-        level = float(threshold_otsu(vals))
+        top = float(np.quantile(vals, params.clip_quantile))
+        level = float(threshold_otsu(np.minimum(vals, top)))
     return SlideCalibration(stains, max(level, 0.0), "sample", details)
 
 

@@ -123,7 +123,7 @@ class NucleusParams:
     threshold_od: float = 0.1
     peak_threshold_od: float = 0.25
     threshold_rel: float = 0.75
-    peak_rel: float = 1.2
+    peak_rel: float = 1.35
     floor_od: float = 0.05
     max_background_od: float = 2.0
     split_by_shape: bool = True
