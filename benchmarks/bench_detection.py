@@ -411,7 +411,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA, help="folder of annotated sets")
     parser.add_argument("--sets", help="comma-separated set names (default: all six)")
     parser.add_argument("--out", type=Path, help="keep evaluation outputs here (default: temp)")
-    parser.add_argument("--quick", action="store_true", help="3 images per set, 3 rounds")
+    parser.add_argument("--quick", action="store_true", help="3 images per set, 2 timed, 3 rounds")
     parser.add_argument("--images", type=int, help="only the first N images of each set")
     parser.add_argument("--mpp-sensitivity", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--speed-images", type=int, help="images per set timed (default 5)")

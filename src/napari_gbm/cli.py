@@ -363,6 +363,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         line += f", positive {summary['positive_percent']:.1f} %"
     if summary.get("h_score") is not None:
         line += f", H-score {summary['h_score']:.0f}"
+    cal = summary.get("calibration")
+    if cal:
+        white = ", ".join(f"{v:.0f}" for v in cal["stain_vectors"]["background"])
+        line += f"; calibrated: counterstain level {cal['level_od']:.3f} OD, white ({white})"
     print(f"{line} -> {args.out}")
     return 0
 
