@@ -128,6 +128,24 @@ def slide_calibration(
     )
 
 
+def _stains_and_calibration(
+    slide: Slide,
+    grid: TileGrid,
+    params: CellParams,
+    stain_vectors: StainVectors | None,
+    calibration: SlideCalibration | None,
+) -> tuple[StainVectors, SlideCalibration | None]:
+    """The stain vectors and calibration a run over ``grid`` uses."""
+    cal = slide_calibration(
+        slide,
+        params,
+        target_mpp=grid.params.target_mpp,
+        stain_vectors=stain_vectors,
+        given=calibration,
+    )
+    return (cal.stains if cal else stain_vectors or stain_preset(params.stain)), cal
+
+
 def estimate_slide_stains(
     slide: Slide, tissue: TissueMask, stain: str, *, pixel_um: float = 2.0
 ) -> StainVectors:
@@ -179,14 +197,7 @@ def analyze_cells(
         The cell table (see :mod:`napari_gbm.schema`), ``cell_id`` 1..n in tile order.
     """
     params = params or CellParams()
-    cal = slide_calibration(
-        slide,
-        params,
-        target_mpp=grid.params.target_mpp,
-        stain_vectors=stain_vectors,
-        given=calibration,
-    )
-    stains = cal.stains if cal else stain_vectors or stain_preset(params.stain)
+    stains, cal = _stains_and_calibration(slide, grid, params, stain_vectors, calibration)
     parts = list(
         _cell_parts(slide, grid, params, stains, cal, slide_id, positivity, progress, cancel)
     )
@@ -227,14 +238,7 @@ def analyze_cells_to_parquet(
     from napari_gbm.io import METADATA_KEY, atomic_path, metadata_json
 
     params = params or CellParams()
-    cal = slide_calibration(
-        slide,
-        params,
-        target_mpp=grid.params.target_mpp,
-        stain_vectors=stain_vectors,
-        given=calibration,
-    )
-    stains = cal.stains if cal else stain_vectors or stain_preset(params.stain)
+    stains, cal = _stains_and_calibration(slide, grid, params, stain_vectors, calibration)
     names = stains.names[:2]
     schema = pa.Schema.from_pandas(empty_cell_table(names), preserve_index=False)
     if metadata is not None:

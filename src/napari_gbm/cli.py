@@ -83,36 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="threads: tiles analysed at once, the rest in the feature kernels (1)",
     )
-    p.add_argument("--no-texture", action="store_true", help="skip Haralick texture features")
-    p.add_argument(
-        "--estimate-stains",
-        action="store_true",
-        help="estimate this slide's stain vectors (Macenko) instead of QuPath's defaults",
-    )
-    p.add_argument(
-        "--calibration",
-        type=Path,
-        metavar="JSON",
-        help="use this calibration for every slide (a summary.json of an earlier analysis, "
-        "or its 'calibration' object) instead of calibrating each slide",
-    )
-    p.add_argument(
-        "--no-calibration",
-        action="store_true",
-        help="no per-slide calibration: preset stain vectors on 255 white and fixed OD "
-        "thresholds (the behaviour of napari-gbm 0.1)",
-    )
-    p.add_argument(
-        "--thresholds",
-        default="0.2,0.4,0.6",
-        help="DAB positivity: three values for 1+/2+/3+ or one for positive/negative "
-        "(default 0.2,0.4,0.6, QuPath's)",
-    )
-    p.add_argument(
-        "--positivity-column",
-        default="nucleus_dab_od_mean",
-        help="the cell measurement graded for positivity (nucleus_dab_od_mean)",
-    )
+    _add_analysis_args(p)
     _add_tiling_args(p)
     # the halo must cover everything a cell's detection depends on (segment.halo_um)
     p.set_defaults(func=cmd_analyze, overlap=None)
@@ -171,6 +142,40 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cohort_parser(sub)
     _add_evaluate_parser(sub)
     return parser
+
+
+def _add_analysis_args(p: argparse.ArgumentParser) -> None:
+    """The options of a cell analysis, shared by ``analyze`` and ``cohort``."""
+    p.add_argument("--no-texture", action="store_true", help="skip Haralick texture features")
+    p.add_argument(
+        "--estimate-stains",
+        action="store_true",
+        help="estimate each slide's stain vectors (Macenko) instead of QuPath's defaults",
+    )
+    p.add_argument(
+        "--calibration",
+        type=Path,
+        metavar="JSON",
+        help="use this calibration for every slide (a summary.json of an earlier analysis, "
+        "or its 'calibration' object) instead of calibrating each slide",
+    )
+    p.add_argument(
+        "--no-calibration",
+        action="store_true",
+        help="no per-slide calibration: preset stain vectors on 255 white and fixed OD "
+        "thresholds (the behaviour of napari-gbm 0.1)",
+    )
+    p.add_argument(
+        "--thresholds",
+        default="0.2,0.4,0.6",
+        help="DAB positivity: three values for 1+/2+/3+ or one for positive/negative "
+        "(default 0.2,0.4,0.6, QuPath's)",
+    )
+    p.add_argument(
+        "--positivity-column",
+        default="nucleus_dab_od_mean",
+        help="the cell measurement graded for positivity (nucleus_dab_od_mean)",
+    )
 
 
 def _add_tiling_args(p: argparse.ArgumentParser) -> None:
@@ -531,33 +536,7 @@ def _add_cohort_parser(sub: Any) -> None:
     p.add_argument(
         "--stain", choices=("he", "hdab"), default="he", help="default stain (manifest: stain)"
     )
-    p.add_argument("--no-texture", action="store_true", help="skip Haralick texture features")
-    p.add_argument(
-        "--estimate-stains", action="store_true", help="estimate each slide's stain vectors"
-    )
-    p.add_argument(
-        "--calibration",
-        type=Path,
-        metavar="JSON",
-        help="use this calibration for every slide (a summary.json of an earlier analysis, "
-        "or its 'calibration' object) instead of calibrating each slide",
-    )
-    p.add_argument(
-        "--no-calibration",
-        action="store_true",
-        help="no per-slide calibration: preset stain vectors on 255 white and fixed OD "
-        "thresholds (the behaviour of napari-gbm 0.1)",
-    )
-    p.add_argument(
-        "--thresholds",
-        default="0.2,0.4,0.6",
-        help="DAB positivity: three values for 1+/2+/3+ or one (default 0.2,0.4,0.6)",
-    )
-    p.add_argument(
-        "--positivity-column",
-        default="nucleus_dab_od_mean",
-        help="the cell measurement graded for positivity (nucleus_dab_od_mean)",
-    )
+    _add_analysis_args(p)
     _add_tiling_args(p)
     p.add_argument(
         "--time-col", help="manifest column of survival time (default: time_months, if present)"
