@@ -77,6 +77,11 @@ def test_cells_of_a_drawn_region(region_run):
     assert labels.metadata["napari_gbm"]["region"]["downsample"] == pytest.approx(1.0)
     assert labels.data.max() > 50
     assert "cells" in w._status.value
+    # the region was detected with the slide's calibration, not the region's
+    from napari_gbm.calibration import calibrate_slide
+
+    level = calibrate_slide(Slide(path), "hdab", CellParams().nucleus).level_od
+    assert f"counterstain level {level:.3f} OD" in w._status.value
 
 
 @pytest.mark.slow

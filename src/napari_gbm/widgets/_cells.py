@@ -255,6 +255,9 @@ class CellsWidget(Container):
             line += f", {s['cell_density_per_mm2']:.0f}/mm²"
         if s.get("positive_percent") is not None:
             line += f", positive {s['positive_percent']:.1f} %"
+        cal = result.get("metadata", {}).get("calibration")
+        if cal:
+            line += f"\nslide calibration: counterstain level {cal['level_od']:.3f} OD"
         if result.get("out"):
             line += f"\nwritten to {result['out']}"
         self._status.value = line
@@ -356,6 +359,7 @@ def _run_slide(
         "output": str(out),
         "slide_path": path,
         "analysed_tissue_area_mm2": summary.get("analysed_tissue_area_mm2"),
+        "calibration": summary.get("calibration"),
     }
     return {
         "cells": cells,
