@@ -46,6 +46,47 @@ def region_run(make_napari_viewer, qtbot, synthetic_ki67):
     return viewer, w, slide, mpp, synthetic_ki67
 
 
+def test_drawn_region_follows_the_users_layer_not_the_tile_grid(
+    make_napari_viewer, qtbot, synthetic_ki67
+):
+    """With the tile grid of Slide & tiles on the canvas, the region is the shape the user
+    drew in their own layer; the status names it and its area, and it is outlined."""
+    from napari_gbm.widgets._cells import CellsWidget
+
+    viewer = make_napari_viewer()
+    slide = _slide_layer(viewer, synthetic_ki67)
+    mpp = slide.metadata["napari_gbm"]["mpp"]
+    grid = np.array([[0, 0], [0, 512], [512, 512], [512, 0]], float)
+    viewer.add_shapes(
+        [grid], shape_type="rectangle", name="tiles", metadata={"napari_gbm": {"kind": "tiles"}}
+    )
+    w = CellsWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    assert [name for name, _ in w._shapes_choices()] == []  # never our tile grid
+    mine = viewer.add_shapes(name="my region")
+    assert w._shapes.value is mine
+    other = viewer.add_shapes(name="other")
+    assert w._shapes.value is other
+    rect = np.array([[300, 250], [300, 550], [500, 550], [500, 250]], float)  # µm (y, x)
+    mine.add_rectangles([rect])  # the user draws in "my region": it becomes the region
+    assert w._shapes.value is mine
+    w._layer.value = slide
+    w._scope.value = "drawn region"
+    w._stain.value = "hdab"
+    assert w.run() is not None
+    _wait(qtbot, w)
+    status = w._status.value
+    assert "shape 1 of 1 in 'my region'" in status, status
+    assert f"{0.2 * 0.3:.3f} mm²" in status  # 200 x 300 µm
+    outline = viewer.layers[f"{slide.name} analysed region"]
+    np.testing.assert_allclose(np.sort(outline.data[0], axis=0), np.sort(rect, axis=0), atol=mpp)
+    assert [name for name, _ in w._shapes_choices()] == ["my region", "other"]
+    cells = viewer.layers[f"{slide.name} cells"]
+    y, x = cells.data[:, 0] * mpp, cells.data[:, 1] * mpp
+    assert len(cells.data) > 20
+    assert (x >= 250 - mpp).all() and (x < 550).all() and (y >= 300 - mpp).all() and (y < 500).all()
+
+
 @pytest.mark.slow
 def test_cells_of_a_drawn_region(region_run):
     from napari_gbm.cells import CellParams

@@ -41,6 +41,14 @@ MAP_STYLE = {
 }
 
 
+#: our own Shapes layers, never a region to analyse: the tile grid, the analysed region
+OWN_SHAPES = ("tiles", "analysed_region")
+
+
+def _own_shapes(layer: Any) -> bool:
+    return layer.metadata.get("napari_gbm", {}).get("kind") in OWN_SHAPES
+
+
 def _notify_error(message: str) -> None:
     from napari.utils.notifications import show_error
 
@@ -85,10 +93,13 @@ class CellsWidget(Container):
                 self._status,
             ]
         )
+        self._region_text = ""
         self._run_btn.changed.connect(self.run)
         self._cancel_btn.changed.connect(self.cancel)
-        napari_viewer.layers.events.inserted.connect(self._refresh)
+        napari_viewer.layers.events.inserted.connect(self._on_inserted)
         napari_viewer.layers.events.removed.connect(self._refresh)
+        for layer in list(napari_viewer.layers):
+            self._watch(layer)
 
     # -- choices ---------------------------------------------------------------------------
     def _slide_choices(self, _: Any = None) -> list[tuple[str, Any]]:
@@ -97,11 +108,34 @@ class CellsWidget(Container):
     def _shapes_choices(self, _: Any = None) -> list[tuple[str, Any]]:
         from napari.layers import Shapes
 
-        return [(ly.name, ly) for ly in self._viewer.layers if isinstance(ly, Shapes)]
+        return [
+            (ly.name, ly)
+            for ly in self._viewer.layers
+            if isinstance(ly, Shapes) and not _own_shapes(ly)
+        ]
 
     def _refresh(self, *_: Any) -> None:
         self._layer.reset_choices()
         self._shapes.reset_choices()
+
+    def _on_inserted(self, event: Any) -> None:
+        self._refresh()
+        self._watch(event.value, follow=True)
+
+    def _watch(self, layer: Any, follow: bool = False) -> None:
+        """The region layer follows the Shapes layer the user last added or drew in."""
+        from napari.layers import Shapes
+
+        if not isinstance(layer, Shapes) or _own_shapes(layer):
+            return
+        layer.events.data.connect(lambda _e, ly=layer: self._follow(ly))
+        if follow:
+            self._follow(layer)
+
+    def _follow(self, layer: Any) -> None:
+        self._shapes.reset_choices()
+        if layer in [v for _, v in self._shapes_choices()]:
+            self._shapes.value = layer
 
     # -- the region ------------------------------------------------------------------------
     def _view_box(self, mpp: float) -> tuple[float, float, float, float]:
@@ -112,7 +146,9 @@ class CellsWidget(Container):
         w, h = w_px / zoom, h_px / zoom  # world units (µm)
         return ((cx - w / 2) / mpp, (cy - h / 2) / mpp, w / mpp, h / mpp)
 
-    def _shape_polygon(self, mpp: float) -> np.ndarray:
+    def _shape_polygon(self, mpp: float) -> tuple[np.ndarray, str]:
+        """The selected (else the last) shape of the region layer, as (x, y) level-0
+        vertices, and words that name it."""
         layer = self._shapes.value
         if layer is None or len(layer.data) == 0:
             raise ValueError(
@@ -122,7 +158,8 @@ class CellsWidget(Container):
         idx = sorted(layer.selected_data)[-1] if layer.selected_data else len(layer.data) - 1
         verts = np.asarray(layer.data[idx], dtype=np.float64)[:, -2:]
         world = verts * np.asarray(layer.scale)[-2:] + np.asarray(layer.translate)[-2:]
-        return world[:, ::-1] / mpp  # (x, y) level-0 px
+        text = f"shape {idx + 1} of {len(layer.data)} in '{layer.name}'"
+        return world[:, ::-1] / mpp, text  # (x, y) level-0 px
 
     # -- compute ---------------------------------------------------------------------------
     def run(self, *_: Any) -> Any:
@@ -147,12 +184,13 @@ class CellsWidget(Container):
                 job: Any = (_run_slide, path, mpp, params, out)
             else:
                 if scope == "drawn region":
-                    poly = self._shape_polygon(mpp)
+                    poly, self._region_text = self._shape_polygon(mpp)
                     x0, y0 = poly.min(0)
                     x1, y1 = poly.max(0)
                     box = (x0, y0, x1 - x0, y1 - y0)
                 else:
                     poly, box = None, self._view_box(mpp)
+                    self._region_text = "the current view"
                 job = (_run_region, path, mpp, params, box, poly)
         except ValueError as exc:
             _notify_error(str(exc))
@@ -201,6 +239,24 @@ class CellsWidget(Container):
         self._cancel_btn.enabled = False
         self._progress.visible = False
         self._worker = None
+
+    def _outline_region(self, slide_layer: Any, mpp: float, meta: dict[str, Any]) -> None:
+        """Draw (or move) the outline of the region that was analysed."""
+        name = f"{slide_layer.name} analysed region"
+        if name in self._viewer.layers:
+            self._viewer.layers.remove(name)
+        outline = _region_outline(meta, mpp)
+        self._viewer.add_shapes(
+            [outline],
+            shape_type="polygon",
+            name=name,
+            edge_color="yellow",
+            # µm: visible both zoomed in and with the whole region in view
+            edge_width=max(2.0, 0.005 * float(np.ptp(outline, axis=0).max())),
+            units=("um", "um"),
+            face_color="transparent",
+            metadata={"napari_gbm": {"kind": "analysed_region", "area_mm2": meta["area_mm2"]}},
+        )
 
     def _add_layers(self, slide_layer: Any, mpp: float, result: dict[str, Any]) -> None:
         from napari.layers import Layer
@@ -251,6 +307,9 @@ class CellsWidget(Container):
         n = len(result["cells"])
         s = result.get("summary", {})
         line = f"{n} cells"
+        if meta.get("scope") == "region":
+            self._outline_region(slide_layer, mpp, meta)
+            line = f"{self._region_text or 'region'} ({meta['area_mm2']:.3f} mm², outlined): {line}"
         if s.get("cell_density_per_mm2"):
             line += f", {s['cell_density_per_mm2']:.0f}/mm²"
         if s.get("positive_percent") is not None:
@@ -327,6 +386,7 @@ def _run_region(
     meta = {
         "scope": "region",
         "box_l0": list(r.box),
+        "polygon_l0": None if poly is None else np.asarray(poly).tolist(),
         "area_mm2": area_mm2,
         "cells": params.to_dict(),
         "calibration": cal.to_dict() if cal is not None else None,
@@ -340,6 +400,15 @@ def _run_region(
         "metadata": meta,
         "summary": summary,
     }
+
+
+def _region_outline(meta: dict[str, Any], mpp: float) -> np.ndarray:
+    """The analysed region as (row, col) vertices in µm: the polygon, else the box."""
+    poly = meta.get("polygon_l0")
+    if poly is None:
+        x, y, w, h = meta["box_l0"]
+        poly = [[x, y], [x + w, y], [x + w, y + h], [x, y + h]]
+    return np.asarray(poly, dtype=np.float64)[:, ::-1] * mpp
 
 
 def _run_slide(
