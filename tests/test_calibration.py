@@ -266,3 +266,38 @@ def test_an_analysis_from_before_calibration_still_opens(
     assert "cells" in kinds, kinds
     cells = next(d for d, m, t in layers if t == "points")
     assert len(cells) == summary["n_cells"] > 10
+
+
+def test_an_analysis_folder_finds_its_slide_from_anywhere(
+    synthetic_he: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Analysed with a relative path, opened from another working directory, and after
+    moving slide and results together: the folder still finds its slide (and not another
+    file of the same name and a different size)."""
+    import shutil
+
+    from napari_gbm._napari._reader import read_analysis_folder
+    from napari_gbm.pipeline import find_analysed_slide
+
+    project = tmp_path / "project"
+    (project / "slides").mkdir(parents=True)
+    crop = Slide(synthetic_he).read_region((600, 400), 0, (400, 400))
+    Image.fromarray(crop).save(project / "slides" / "field.png")
+    monkeypatch.chdir(project)
+    args = ["analyze", "slides/field.png", "--mpp", "0.5", "--out", "results/field"]
+    assert main(args) == 0
+    summary = json.loads((project / "results/field/summary.json").read_text())
+    assert Path(summary["input"]["path"]).is_absolute()
+    monkeypatch.chdir(tmp_path)  # napari started elsewhere
+    kinds = [t for _, _, t in read_analysis_folder(str(project / "results/field"))]
+    assert kinds[0] == "image"  # the slide comes first
+    moved = tmp_path / "moved"
+    shutil.move(project, moved)
+    folder = moved / "results/field"
+    assert find_analysed_slide(folder, summary) == (moved / "slides/field.png").resolve()
+    # a different file under the same name is not taken for the slide
+    (moved / "slides/field.png").unlink()
+    Image.fromarray(crop[:200]).save(moved / "results/field.png")
+    assert find_analysed_slide(folder, summary) is None
+    kinds = [t for _, _, t in read_analysis_folder(str(folder))]
+    assert "image" not in kinds[:1] and "points" in kinds

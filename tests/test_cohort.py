@@ -107,6 +107,7 @@ def _summary(folder: Path) -> dict[str, Any]:
     summary = json.loads((folder / "summary.json").read_text())
     for key in TIMING:
         summary.pop(key)
+    summary["input"].pop("path_from_output")  # where the output folder is, not what is in it
     return summary
 
 

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -190,7 +191,12 @@ def analyze_slide(
     meta: dict[str, Any] = {
         "software": {"napari_gbm": __version__},
         "slide_id": slide_id,
-        "input": {"path": str(slide.path), **file_fingerprint(slide.path)},
+        "input": {
+            "path": str(slide.path.resolve()),
+            # found again when slide and results move together (see find_analysed_slide)
+            "path_from_output": os.path.relpath(slide.path.resolve(), Path(out).resolve()),
+            **file_fingerprint(slide.path),
+        },
         "slide": slide.info(),
         "parameters": {
             **params.to_dict(),
@@ -238,6 +244,28 @@ def analyze_slide(
     }
     write_json(summary, out / "summary.json")  # last: its presence marks a complete run
     return summary
+
+
+def find_analysed_slide(folder: str | Path, summary: dict[str, Any]) -> Path | None:
+    """The slide an analysis folder was made from, wherever it is now: the recorded
+    absolute path, the path recorded relative to the folder (slide and results moved
+    together), or a file of the same name beside or inside the folder. A candidate counts
+    only if its size is the recorded one. None when there is none."""
+    folder = Path(folder)
+    rec = summary.get("input", {})
+    name = Path(rec.get("path", "")).name
+    candidates = [Path(rec["path"])] if rec.get("path") else []
+    if rec.get("path_from_output"):
+        candidates.append(folder / rec["path_from_output"])
+    if name:
+        candidates += [folder.parent / name, folder / name]
+    for cand in candidates:
+        try:
+            if cand.is_file() and ("size" not in rec or cand.stat().st_size == rec["size"]):
+                return cand.resolve()
+        except OSError:
+            continue
+    return None
 
 
 def is_complete(out: str | Path, source: str | Path | None = None) -> bool:

@@ -77,14 +77,21 @@ def read_analysis_folder(path: PathOrPaths) -> list[LayerData]:
     name = summary.get("slide_id") or folder.name
     meta = {"analysis_folder": str(folder), "slide_id": name}
     layers: list[LayerData] = []
-    slide_path = Path(summary.get("input", {}).get("path", ""))
-    if slide_path.is_file():
+    from napari_gbm.pipeline import find_analysed_slide
+
+    slide_path = find_analysed_slide(folder, summary)
+    if slide_path is not None:
         try:
             layers.append(slide_layer(Slide(slide_path, mpp=mpp), name=name))
         except SlideError as exc:
             _warn(f"the analysed slide could not be opened ({exc}); showing the results only")
     else:
-        _warn(f"the analysed slide {slide_path} is not there; showing the results only")
+        recorded = summary.get("input", {}).get("path", "?")
+        _warn(
+            f"the analysed slide ({recorded}) is not there, nor beside the analysis folder; "
+            "showing the results only. Open the slide with napari-gbm (File > Open) to see "
+            "them over it, or put it next to the folder."
+        )
     w0 = info.get("dimensions", (0, 0))[0]
     if (folder / "tissue_mask.png").is_file() and mpp and w0:
         mask = np.asarray(Image.open(folder / "tissue_mask.png")) > 0
