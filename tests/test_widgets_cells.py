@@ -144,6 +144,24 @@ def test_biomarkers_widget_regrades_and_maps(region_run, qtbot):
     expected = positive_class(points.features["nucleus_dab_od_mean"], (0.3, 0.4, 0.6))
     np.testing.assert_array_equal(points.features["positive_class"], expected)
     np.testing.assert_allclose(points.face_color, class_colors(expected))
+
+    def table_grades() -> tuple[np.ndarray, np.ndarray]:
+        """(the table's positive_class column, the layer's for the same cells)."""
+        t = b._table
+        col = [t.horizontalHeaderItem(c).text() for c in range(t.columnCount())]
+        j = col.index("positive_class")
+        rows = [int(t.item(r, 0).data(0x0100)) for r in range(t.rowCount())]
+        shown = np.array([int(t.item(r, j).data(0)) for r in range(t.rowCount())])
+        return shown, points.features["positive_class"].to_numpy()[rows]
+
+    shown, layer_grades = table_grades()
+    np.testing.assert_array_equal(shown, layer_grades)
+    b._t1.value = 0.15  # and back below QuPath's: the table follows, not only the layer
+    shown, layer_grades = table_grades()
+    np.testing.assert_array_equal(shown, layer_grades)
+    assert (layer_grades >= 1).sum() > 0
+    b._t1.value = 0.3
+    np.testing.assert_array_equal(*table_grades())
     s = ihc_scores(expected)
     assert f"positive {s['positive_percent']:.1f} %" in b._scores.value
     assert b.scores()["h_score"] == pytest.approx(s["h_score"])

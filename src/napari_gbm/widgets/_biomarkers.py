@@ -189,6 +189,8 @@ class BiomarkersWidget(Container):
         if self._colour.value in (None, "positive_class"):
             self.recolour()
         self.show_scores()
+        if self._hist_column.value is not None:  # the table shows the new grades too
+            _fill_table(self._table, table, self._hist_column.value)
 
     def recolour(self, *_: Any) -> None:
         layer = self._layer.value
