@@ -138,6 +138,7 @@ def test_slide_tiles_widget_adds_aligned_layers(
     viewer.window.add_dock_widget(widget)
     assert widget._layer.value is slide_layer
     assert "0.499" in widget._info.value
+    assert widget._mpp.value == pytest.approx(0.499)  # the slide's own, not 0.000
     widget._tile_size.value = 512
     widget._overlap.value = 32
     _run_widget(widget, qtbot)
@@ -188,7 +189,7 @@ def test_widget_user_mpp_rescales_a_slide_without_one(
     [slide_layer] = viewer.open(str(tcga_path), plugin="napari-gbm")
     np.testing.assert_allclose(slide_layer.scale, (1, 1))  # pixels: no mpp in the file
     widget = SlideTilesWidget(viewer)
-    assert "unknown" in widget._info.value
+    assert "unknown" in widget._info.value and widget._mpp.value == 0.0
     widget._mpp.value = 0.25
     widget._tile_size.value = 512
     _run_widget(widget, qtbot)

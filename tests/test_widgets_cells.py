@@ -63,6 +63,7 @@ def test_drawn_region_follows_the_users_layer_not_the_tile_grid(
     w = CellsWidget(viewer)
     viewer.window.add_dock_widget(w)
     assert [name for name, _ in w._shapes_choices()] == []  # never our tile grid
+    assert [w._stain.native.itemText(i) for i in range(2)] == ["H&E", "H-DAB (Ki-67)"]
     mine = viewer.add_shapes(name="my region")
     assert w._shapes.value is mine
     other = viewer.add_shapes(name="other")
@@ -81,6 +82,12 @@ def test_drawn_region_follows_the_users_layer_not_the_tile_grid(
     outline = viewer.layers[f"{slide.name} analysed region"]
     np.testing.assert_allclose(np.sort(outline.data[0], axis=0), np.sort(rect, axis=0), atol=mpp)
     assert [name for name, _ in w._shapes_choices()] == ["my region", "other"]
+    # another slide: the status of this one does not stay
+    second = _slide_layer(viewer, synthetic_ki67)
+    w._layer.reset_choices()
+    w._layer.value = second
+    assert w._status.value == ""
+    w._layer.value = slide
     cells = viewer.layers[f"{slide.name} cells"]
     y, x = cells.data[:, 0] * mpp, cells.data[:, 1] * mpp
     assert len(cells.data) > 20

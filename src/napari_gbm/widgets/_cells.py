@@ -71,7 +71,10 @@ class CellsWidget(Container):
         )
         self._shapes = ComboBox(label="region layer", choices=self._shapes_choices)
         self._stain = ComboBox(
-            label="stain", choices=("he", "hdab"), value="he", tooltip="H&E, or H-DAB (Ki-67)"
+            label="stain",
+            choices=[("H&E", "he"), ("H-DAB (Ki-67)", "hdab")],
+            value="he",
+            tooltip="H&E, or hematoxylin-DAB immunohistochemistry such as Ki-67",
         )
         self._texture = CheckBox(text="texture (Haralick)", value=False)
         self._out = FileEdit(label="output folder", mode="d", tooltip="whole slide only")
@@ -96,6 +99,8 @@ class CellsWidget(Container):
         self._region_text = ""
         self._run_btn.changed.connect(self.run)
         self._cancel_btn.changed.connect(self.cancel)
+        # another slide: the last status described the previous one
+        self._layer.changed.connect(lambda *_: setattr(self._status, "value", ""))
         napari_viewer.layers.events.inserted.connect(self._on_inserted)
         napari_viewer.layers.events.removed.connect(self._refresh)
         for layer in list(napari_viewer.layers):
@@ -225,11 +230,11 @@ class CellsWidget(Container):
         done, total, n = p
         self._progress.max = max(total, 1)
         self._progress.value = done
-        self._status.value = f"tile {done}/{total}, {n} cells"
+        self._status.value = f"tile {done}/{total}, {n} cell{'' if n == 1 else 's'}"
 
     def _on_error(self, exc: Exception) -> None:
         if isinstance(exc, Cancelled):
-            self._status.value = f"cancelled: {exc}"
+            self._status.value = str(exc)  # "cancelled after 2 of 9 tiles"
             return
         self._status.value = f"error: {exc}"
         _notify_error(str(exc))
@@ -306,7 +311,7 @@ class CellsWidget(Container):
                 new.visible = False  # maps: one click away, the cells stay readable
         n = len(result["cells"])
         s = result.get("summary", {})
-        line = f"{n} cells"
+        line = f"{n} cell" if n == 1 else f"{n} cells"
         if meta.get("scope") == "region":
             self._outline_region(slide_layer, mpp, meta)
             line = f"{self._region_text or 'region'} ({meta['area_mm2']:.3f} mm², outlined): {line}"

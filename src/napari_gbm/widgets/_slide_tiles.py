@@ -46,8 +46,9 @@ class SlideTilesWidget(Container):
             min=0.0,
             max=100.0,
             step=0.001,
-            tooltip="Level-0 pixel size. 0 = from the file's metadata; "
-            "needed when the file has none.",
+            tooltip="Level-0 pixel size: the slide's own when its file records one (the "
+            "slide line above says where it came from); type another to override it, or "
+            "one for a file without (0 = unknown).",
         )
         self._target_mpp = FloatSpinBox(
             label="tile resolution (µm/px)",
@@ -131,6 +132,9 @@ class SlideTilesWidget(Container):
             return
         m = layer.metadata.get("napari_gbm", {})
         mpp = m.get("mpp")
+        if layer is not getattr(self, "_info_layer", None):  # a newly chosen slide
+            self._info_layer = layer
+            self._mpp.value = float(mpp) if mpp else 0.0
         w, h = m.get("dimensions", ("?", "?"))
         obj = m.get("objective_power")
         self._info.value = (
