@@ -102,6 +102,7 @@ def read_analysis_folder(path: PathOrPaths) -> list[LayerData]:
                 {
                     "name": f"{name} tissue",
                     "scale": (ds * mpp, ds * mpp),
+                    "units": ("um", "um"),  # as every other layer: one scale bar unit
                     "translate": ((ds - 1) / 2 * mpp, (ds - 1) / 2 * mpp),
                     "opacity": 0.5,
                     "visible": False,  # a fill would tint the stain colours
