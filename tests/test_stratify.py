@@ -108,6 +108,23 @@ def test_synthetic_cohort_effects_are_recovered(tmp_path):
     assert abs(m["cv_c_index_mean"] - oracle) < 0.06
     assert m["logrank_p"] < 1e-3
     assert any("aggregated" in n for n in m["notes"])
+    # what people read: yes/no covariates per unit (present vs absent), the others per SD
+    assert summary["binary"].to_dict() == {
+        "positive_percent": False,
+        "age": False,
+        "mgmt_methylated": True,
+        "idh_mutant": True,
+    }
+    report = (tmp_path / "report.md").read_text()
+    ki67 = summary.loc["positive_percent"]
+    assert (
+        f"| positive_percent | {ki67.hazard_ratio_per_sd:.3g} | "
+        f"{ki67.ci_lower_per_sd:.3g}-{ki67.ci_upper_per_sd:.3g} | SD {ki67.sd:.3g} |"
+    ) in report
+    mgmt = summary.loc["mgmt_methylated"]
+    assert f"| mgmt_methylated | {mgmt.hazard_ratio:.3g} | " in report and "| yes vs no |" in report
+    # the true Ki-67 effect is a hazard ratio of 1.73 per SD (synthetic cohort's model)
+    assert 1.3 < ki67.hazard_ratio_per_sd < 2.6
 
 
 def test_optimal_cutoff_on_a_biomarker(rossi, tmp_path):

@@ -224,6 +224,27 @@ def test_summary_columns_and_intervals(rossi_fit: CoxModel) -> None:
     assert (s90["ci_lower"] > s["ci_lower"]).all()
 
 
+def test_hazard_ratio_per_sd_is_that_of_the_standardised_covariates(rossi: pd.DataFrame) -> None:
+    """Per SD: exactly the hazard ratios (and intervals) of a model fitted on the
+    covariates divided by their standard deviations; per unit they can read 1.000."""
+    X, time, event = rossi[COVARIATES], rossi["week"], rossi["arrest"]
+    s = CoxModel().fit(X, time, event).summary()
+    sd = np.asarray(X, dtype=np.float64).std(axis=0, ddof=1)
+    np.testing.assert_allclose(s["sd"], sd, rtol=1e-12)
+    z = CoxModel().fit(np.asarray(X, dtype=np.float64) / sd, time, event).summary()
+    for per_sd, ref in (
+        ("hazard_ratio_per_sd", "hazard_ratio"),
+        ("ci_lower_per_sd", "ci_lower"),
+        ("ci_upper_per_sd", "ci_upper"),
+    ):
+        np.testing.assert_allclose(s[per_sd], z[ref], rtol=1e-7)
+    # a density in cells per mm² (SD in the thousands): per unit it prints as 1
+    dense = np.asarray(X, dtype=np.float64) * np.array([1000.0] + [1.0] * (sd.size - 1))
+    d = CoxModel().fit(dense, time, event).summary()
+    assert f"{d['hazard_ratio'][0]:.3g}" == "1"
+    np.testing.assert_allclose(d["hazard_ratio_per_sd"], s["hazard_ratio_per_sd"], rtol=1e-7)
+
+
 def test_predict_risk_by_column_name(rossi: pd.DataFrame, rossi_fit: CoxModel) -> None:
     X = rossi[COVARIATES]
     shuffled = rossi[["arrest", *reversed(COVARIATES)]]

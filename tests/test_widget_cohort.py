@@ -155,9 +155,14 @@ def test_cohort_widget_runs_and_shows_results(
     table = widget._hr_table
     assert table.rowCount() == len(hr) == 3
     for i, row in enumerate(hr.itertuples()):
-        cells = [table.item(i, j) for j in range(4)]
+        cells = [table.item(i, j) for j in range(5)]
         texts = [c.text() if c is not None else None for c in cells]
-        assert texts[:2] == [row.covariate, f"{row.hazard_ratio:.3g}"]
+        if row.binary:  # yes / no: per unit
+            assert texts[:2] == [row.covariate, f"{row.hazard_ratio:.3g}"]
+            assert texts[3] == "yes vs no"
+        else:  # a measurement: per standard deviation
+            assert texts[:2] == [row.covariate, f"{row.hazard_ratio_per_sd:.3g}"]
+            assert texts[3] == f"SD {row.sd:.3g}"
 
     # the open slide's patient and its group, as in risk.csv
     p3 = risk.set_index("patient_id").loc["P0003"]

@@ -10,9 +10,11 @@ Outputs in ``out`` (each written atomically; ``metrics.json`` last, so its prese
 a complete run):
 
 - ``cox_summary.csv``: one row per covariate: ``covariate, coef, hazard_ratio, ci_lower,
-  ci_upper, p`` (+ ``se, z``) of the linear Cox model (also for ``model="mlp"``, whose
-  risk has no per-covariate hazard ratio: the table then describes the linear model on
-  the same covariates);
+  ci_upper, p`` (+ ``se, z``; hazard ratios per unit), then ``sd, hazard_ratio_per_sd,
+  ci_lower_per_sd, ci_upper_per_sd`` and ``binary`` (a yes/no covariate, which the report,
+  the forest plot and the dock show per unit; the others per SD) of the linear Cox model
+  (also for ``model="mlp"``, whose risk has no per-covariate hazard ratio: the table then
+  describes the linear model on the same covariates);
 - ``risk.csv``: patient id, ``risk_score``, ``risk_group`` (name), ``risk_group_label``;
 - ``metrics.json``: ``c_index`` (Harrell's, in-sample, as lifelines'
   ``concordance_index_``), ``cv_c_index_mean/std`` (patient-grouped cross-validation),
@@ -207,6 +209,8 @@ def run_stratify(
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").unlink(missing_ok=True)
     summary = cox.summary()
+    # a yes/no covariate (MGMT methylated, IDH mutant) reads per unit: present vs absent
+    summary["binary"] = [bool(set(np.unique(X[c])) <= {0.0, 1.0}) for c in summary.covariate]
     with atomic_path(out / "cox_summary.csv") as tmp:
         summary.to_csv(tmp, index=False)
     risk_df = pd.DataFrame(
@@ -225,7 +229,14 @@ def run_stratify(
         title=f"Kaplan-Meier by {by} ({cutoff} cut-off)",
         group_names=list(groups.names), time_label=time_col,
     )  # fmt: skip
-    forest_plot(summary, out / "forest.png", title="Cox model: hazard ratios (95 % CI)")
+    shown = reported_hazard_ratios(summary)
+    forest_plot(
+        shown.assign(
+            covariate=[f"{c} ({u})" for c, u in zip(shown.covariate, shown.per, strict=True)]
+        ),
+        out / "forest.png",
+        title="Cox model: hazard ratios (95 % CI) per SD, or yes vs no",
+    )
     from napari_gbm.survival.persist import save_model
 
     save_model(fitted, out / "model")
@@ -287,6 +298,30 @@ class _CoxForCV:
         return np.asarray(self.model.predict_risk(X))
 
 
+def reported_hazard_ratios(summary: pd.DataFrame) -> pd.DataFrame:
+    """The hazard ratios to show people (report, forest plot, dock): per standard
+    deviation for a measurement (per unit, a density in cells/mm² reads "1 (1-1)"), per
+    unit for a yes/no covariate (``binary`` column of ``cox_summary.csv``: present vs
+    absent). Columns ``covariate, hazard_ratio, ci_lower, ci_upper, p, per`` (``per`` says
+    which: "SD 8.67" or "yes vs no")."""
+    binary = (
+        summary["binary"].astype(bool).to_numpy()
+        if "binary" in summary
+        else np.zeros(len(summary), bool)
+    )
+    if "hazard_ratio_per_sd" not in summary:  # a table from before per-SD columns
+        return summary.assign(per="unit")[
+            ["covariate", "hazard_ratio", "ci_lower", "ci_upper", "p", "per"]
+        ]
+    out = pd.DataFrame({"covariate": summary["covariate"], "p": summary["p"]})
+    for col in ("hazard_ratio", "ci_lower", "ci_upper"):
+        out[col] = np.where(binary, summary[col], summary[f"{col}_per_sd"])
+    out["per"] = [
+        "yes vs no" if b else f"SD {v:.3g}" for b, v in zip(binary, summary["sd"], strict=True)
+    ]
+    return out[["covariate", "hazard_ratio", "ci_lower", "ci_upper", "p", "per"]]
+
+
 def _fmt(v: Any, spec: str = ".3g") -> str:
     return "n/a" if v is None else format(v, spec)
 
@@ -308,13 +343,13 @@ def _report(metrics: dict[str, Any], summary: pd.DataFrame, unit: str) -> str:
         f"- Log-rank between groups: chi² {_fmt(metrics['logrank_statistic'])}, "
         f"p = {_fmt(metrics['logrank_p'])}",
         "",
-        "| covariate | HR | 95 % CI | p |",
-        "|---|---|---|---|",
+        "| covariate | HR | 95 % CI | per | p |",
+        "|---|---|---|---|---|",
     ]
-    for r in summary.itertuples(index=False):
+    for r in reported_hazard_ratios(summary).itertuples(index=False):
         lines.append(
             f"| {r.covariate} | {r.hazard_ratio:.3g} | {r.ci_lower:.3g}-{r.ci_upper:.3g} "
-            f"| {r.p:.3g} |"
+            f"| {r.per} | {r.p:.3g} |"
         )
     if metrics["notes"]:
         lines += ["", "Notes:", *[f"- {n}" for n in metrics["notes"]]]

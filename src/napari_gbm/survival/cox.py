@@ -38,7 +38,20 @@ from napari_gbm.survival._validate import check_covariates, check_survival
 
 __all__ = ["SUMMARY_COLUMNS", "CoxFitError", "CoxModel"]
 
-SUMMARY_COLUMNS = ("covariate", "coef", "hazard_ratio", "ci_lower", "ci_upper", "p", "se", "z")
+SUMMARY_COLUMNS = (
+    "covariate",
+    "coef",
+    "hazard_ratio",
+    "ci_lower",
+    "ci_upper",
+    "p",
+    "se",
+    "z",
+    "sd",
+    "hazard_ratio_per_sd",
+    "ci_lower_per_sd",
+    "ci_upper_per_sd",
+)
 
 # Separation probe: at a true optimum, moving a coefficient this far (in standard
 # deviations of its covariate) outwards raises the loss by about I/2 * 10^2; along a
@@ -343,11 +356,15 @@ class CoxModel:
 
     def summary(self, alpha: float = 0.05) -> pd.DataFrame:
         """One row per covariate: ``covariate, coef, hazard_ratio, ci_lower, ci_upper, p,
-        se, z`` (coef per original unit; CI of the hazard ratio at level 1 - alpha; Wald p)."""
+        se, z`` (coef per original unit; CI of the hazard ratio at level 1 - alpha; Wald p),
+        then ``sd`` (the covariate's standard deviation in the fitted data, ddof 1) and the
+        hazard ratio with its CI per standard deviation: per unit, a cell density in cells
+        per mm² gives a hazard ratio of 1.000 however strong its effect."""
         if not 0.0 < alpha < 1.0:
             raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
         coef = self._require_fit()[0]
         se = self.se_
+        sd = np.asarray(self.scale_, dtype=np.float64)
         q = stats.norm.isf(alpha / 2.0)
         return pd.DataFrame(
             {
@@ -359,6 +376,10 @@ class CoxModel:
                 "p": self.p_values_,
                 "se": se,
                 "z": coef / se,
+                "sd": sd,
+                "hazard_ratio_per_sd": np.exp(coef * sd),
+                "ci_lower_per_sd": np.exp((coef - q * se) * sd),
+                "ci_upper_per_sd": np.exp((coef + q * se) * sd),
             },
             columns=list(SUMMARY_COLUMNS),
         )

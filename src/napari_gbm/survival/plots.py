@@ -240,8 +240,11 @@ def forest_plot(
     if title:
         ax.set_title(title)
     height_in = size[1] / dpi
+    # room for the longest covariate label (about 0.6 em per character at this size)
+    longest = max(len(str(c)) for c in summary["covariate"])
+    left = min(0.45, max(0.22, 0.6 * 10 / 72 * longest / (size[0] / dpi) + 0.03))
     fig.subplots_adjust(
-        left=0.22,
+        left=left,
         right=0.68,
         top=1.0 - (0.45 if title else 0.15) / height_in,
         bottom=0.6 / height_in,

@@ -431,8 +431,9 @@ class CohortWidget(Container):
         self._summary = QPlainTextEdit()
         self._summary.setReadOnly(True)
         self._summary.setFont(mono)
-        self._hr_table = QTableWidget(0, 4)
-        self._hr_table.setHorizontalHeaderLabels(["covariate", "HR", "95 % CI", "p"])
+        self._hr_table = QTableWidget(0, 5)
+        # per SD (per unit a density in cells/mm² reads "1 (1-1)"), yes/no per unit
+        self._hr_table.setHorizontalHeaderLabels(["covariate", "HR", "95 % CI", "per", "p"])
         self._hr_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         header = self._hr_table.verticalHeader()
         if header is not None:
@@ -713,12 +714,15 @@ class CohortWidget(Container):
     def _fill_hr_table(self, summary: pd.DataFrame) -> None:
         from qtpy.QtWidgets import QTableWidgetItem
 
+        from napari_gbm.stratify import reported_hazard_ratios
+
         self._hr_table.setRowCount(len(summary))
-        for i, r in enumerate(summary.itertuples(index=False)):
+        for i, r in enumerate(reported_hazard_ratios(summary).itertuples(index=False)):
             cells = [
                 str(r.covariate),
                 f"{r.hazard_ratio:.3g}",
                 f"{r.ci_lower:.3g}-{r.ci_upper:.3g}",
+                str(r.per),
                 _format_p(float(r.p)),
             ]
             for j, text in enumerate(cells):
