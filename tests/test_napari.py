@@ -219,5 +219,10 @@ def test_widget_errors_become_notifications(
     _settle(0.2)
     messages = [str(n.message) for n in notification_manager.records[before:]]
     assert any("pixel size" in m for m in messages), messages
+    # the reason comes first (a cut pop-up still says it), and it stays in the dock;
+    # the slide was read fine, so it does not say "cannot read"
+    msg = [m for m in messages if "pixel size" in m][-1]  # the run's (not the reader's)
+    assert msg.startswith("the file does not record its pixel size"), msg
+    assert widget._status.value.startswith("error: the file does not record its pixel size")
     assert len(viewer.layers) == 1  # nothing added
     assert widget._run_btn.enabled  # ready for another try

@@ -24,12 +24,16 @@ _DEFAULT_CHUNK = 512
 
 
 class SlideError(Exception):
-    """A slide could not be opened or read. The message names the file and the reason."""
+    """A slide could not be opened or read, or cannot be analysed as it is (no pixel size,
+    no tissue: ``read_failure=False``). The message gives the reason first and the file
+    last, so a notification cut short still says what is wrong."""
 
-    def __init__(self, path: Path | str, reason: str) -> None:
+    def __init__(self, path: Path | str, reason: str, *, read_failure: bool = True) -> None:
         self.path = Path(path)
         self.reason = reason
-        super().__init__(f"cannot read slide '{self.path}': {reason}")
+        self.read_failure = read_failure
+        lead = "cannot read this slide: " if read_failure else ""
+        super().__init__(f"{lead}{reason} (slide '{self.path}')")
 
 
 def composite_on_white(rgba: np.ndarray) -> np.ndarray:

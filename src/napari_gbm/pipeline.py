@@ -40,6 +40,9 @@ __all__ = [
 class NoTissueError(SlideError):
     """The slide has no tissue (or no tile passes the tissue-fraction cut)."""
 
+    def __init__(self, path: Path | str, reason: str) -> None:
+        super().__init__(path, reason, read_failure=False)
+
 
 def tile_slide(
     slide: Slide,

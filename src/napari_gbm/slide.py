@@ -159,7 +159,7 @@ class Slide:
     def require_mpp(self) -> float:
         """The pixel size, or a :class:`SlideError` that says how to provide it."""
         if self.mpp is None:
-            raise SlideError(self.path, self.mpp_message)
+            raise SlideError(self.path, self.mpp_message, read_failure=False)
         return self.mpp
 
     @property

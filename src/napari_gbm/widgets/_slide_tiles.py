@@ -90,6 +90,8 @@ class SlideTilesWidget(Container):
         )
         self._run_btn = PushButton(text="Detect tissue && tile")
         self._progress = ProgressBar(label="", value=0, min=0, max=0, visible=False)
+        # the last problem stays in the dock (a pop-up goes away, and is cut short)
+        self._status = Label(label="", value="")
         self.extend(
             [
                 self._file,
@@ -104,6 +106,7 @@ class SlideTilesWidget(Container):
                 self._tissue_res,
                 self._run_btn,
                 self._progress,
+                self._status,
             ]
         )
         self._open_btn.changed.connect(self._open_file)
@@ -195,16 +198,21 @@ class SlideTilesWidget(Container):
             tiling_params,
             _connect={
                 "returned": lambda result: self._add_layers(layer, *result),
-                "errored": lambda exc: _notify_error(str(exc)),
+                "errored": self._on_error,
                 "finished": self._done,
             },
             _start_thread=False,
         )
         self._run_btn.enabled = False
         self._progress.visible = True
+        self._status.value = "detecting tissue and tiling ..."
         self._worker = worker
         worker.start()
         return worker
+
+    def _on_error(self, exc: Exception) -> None:
+        self._status.value = f"error: {exc}"
+        _notify_error(str(exc))
 
     def _done(self) -> None:
         self._run_btn.enabled = True
@@ -246,6 +254,7 @@ class SlideTilesWidget(Container):
             + f"\ntissue {100 * tissue.tissue_fraction:.1f} % ({tissue.tissue_area_mm2:.2f} mm²), "
             f"{n_sel} tiles"
         )
+        self._status.value = ""
 
 
 def _compute(
