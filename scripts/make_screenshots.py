@@ -84,7 +84,7 @@ def capture_analysis(filename: str) -> None:
     viewer.window._qt_window.resize(1500, 950)
     layers = viewer.open(str(out), plugin="napari-gbm")
     by_name = {ly.name: ly for ly in layers}
-    name = next(n for n in by_name if n.endswith("local positive %"))
+    name = next(n for n in by_name if n.endswith("Ki-67 index (%)"))
     by_name[name].visible = True
     by_name[name].opacity = 0.35
     widget = BiomarkersWidget(viewer)

@@ -213,7 +213,8 @@ def test_cohort_folder_shows_its_saved_run(
         f"slide P0005-S1 -> patient P0005: risk group {risk.loc['P0005', 'risk_group']} "
         in widget._slide_risk.value
     )
-    assert widget._out.value == folder / "stratify"
+    # a new run from the dock goes next to the saved one, never over it
+    assert widget._out.value == folder / "stratify-2"
 
 
 def test_cohort_widget_bad_input_becomes_notifications(

@@ -180,6 +180,11 @@ def test_biomarkers_widget_regrades_and_maps(region_run, qtbot):
         "positive_percent",
     }
     assert maps[0].scale[-1] == pytest.approx(25.0)
+    # named like the analysis's own maps, and told apart from them
+    assert {m.name for m in maps} == {
+        f"{points.name}: cell density (/mm²), current thresholds",
+        f"{points.name}: Ki-67 index (%), current thresholds",
+    }
     # export: QuPath names, GeoJSON, scores
     import json as _json
 

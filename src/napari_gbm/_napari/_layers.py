@@ -290,6 +290,20 @@ def nucleus_labels_layer(
     return nuclei, kwargs, "labels"
 
 
+#: the title and colour map of each biomarker map, wherever a map layer is made (reader,
+#: Cells and Biomarkers widgets), so the same map has the same name everywhere
+MAP_STYLES: dict[str, tuple[str, str]] = {
+    "cell_density_per_mm2": ("cell density (/mm²)", "magma"),
+    "positive_percent": ("Ki-67 index (%)", "inferno"),
+    "necrosis": ("necrosis", "red"),
+}
+
+
+def map_title(key: str) -> tuple[str, str]:
+    """(title, colour map) of a biomarker map ``key``."""
+    return MAP_STYLES.get(key, (key.replace("_", " "), "viridis"))
+
+
 def map_layer(
     values: np.ndarray,
     bin_um: float,

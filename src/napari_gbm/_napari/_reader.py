@@ -67,7 +67,7 @@ def read_analysis_folder(path: PathOrPaths) -> list[LayerData]:
     import pandas as pd
     from PIL import Image
 
-    from napari_gbm._napari._layers import cells_points_layer, map_layer
+    from napari_gbm._napari._layers import MAP_STYLES, cells_points_layer, map_layer
     from napari_gbm.biomarkers import REGION_CLASSES, tile_map
 
     folder = Path(path if isinstance(path, str | Path) else path[0])
@@ -137,12 +137,7 @@ def read_analysis_folder(path: PathOrPaths) -> list[LayerData]:
             layers.append((data, kw, kind))
     if (folder / "maps.npz").is_file() and mpp:
         maps = np.load(folder / "maps.npz")
-        styles = {
-            "cell_density_per_mm2": ("cell density (/mm²)", "magma"),
-            "positive_percent": ("local positive %", "inferno"),
-            "necrosis": ("necrosis", "red"),
-        }
-        for key, (title, cmap) in styles.items():
+        for key, (title, cmap) in MAP_STYLES.items():
             if key in maps.files:
                 data, kw, kind = map_layer(
                     maps[key],

@@ -11,7 +11,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton
 
 from napari_gbm._napari._cell_view import CellsInView, cells_in_view_of
-from napari_gbm._napari._layers import CLASS_COLORS, camera_of, map_layer, value_colors
+from napari_gbm._napari._layers import CLASS_COLORS, camera_of, map_layer, map_title, value_colors
 from napari_gbm.biomarkers import PositivityParams, ihc_scores, positive_class, spatial_biomarkers
 
 if TYPE_CHECKING:
@@ -312,17 +312,16 @@ class BiomarkersWidget(Container):
             positive=(cls > 0) if graded and cls is not None else None,
         )
         added = []
-        for key, title, cmap in (
-            ("cell_density_per_mm2", "cell density (/mm²)", "magma"),
-            ("positive_percent", "local positive %", "inferno"),
-        ):
+        for key in ("cell_density_per_mm2", "positive_percent"):
             if key not in maps.maps:
                 continue
+            title, cmap = map_title(key)
             data = map_layer(
                 maps.maps[key],
                 maps.bin_um,
                 mpp,
-                name=f"{layer.name} {title}",
+                # not the analysis's own map (the reader's): these follow the dock's grades
+                name=f"{layer.name}: {title}, current thresholds",
                 colormap=cmap,
                 metadata={"map": key},
             )

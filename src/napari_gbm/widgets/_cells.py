@@ -24,6 +24,7 @@ from napari_gbm._napari._layers import (
     camera_of,
     cells_points_layer,
     map_layer,
+    map_title,
     nucleus_labels_layer,
 )
 from napari_gbm.cells import Cancelled, CellParams
@@ -34,11 +35,6 @@ if TYPE_CHECKING:
 #: above this many cells the Points layer shows the cells in view only
 IN_VIEW_ABOVE = 200_000
 SCOPES = ("current view", "drawn region", "whole slide")
-MAP_STYLE = {
-    "cell_density_per_mm2": ("cell density (/mm²)", "magma"),
-    "positive_percent": ("Ki-67 index (%)", "inferno"),
-    "necrosis": ("necrosis", "reds"),
-}
 
 
 #: our own Shapes layers, never a region to analyse: the tile grid, the analysed region
@@ -281,7 +277,7 @@ class CellsWidget(Container):
                 )
             )
         for key, arr in result.get("maps", {}).items():
-            title, cmap = MAP_STYLE.get(key, (key, "viridis"))
+            title, cmap = map_title(key)
             tuples.append(
                 map_layer(
                     arr,

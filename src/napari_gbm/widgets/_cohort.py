@@ -495,7 +495,7 @@ class CohortWidget(Container):
         self._fill_columns()
         id_col = str(self._id_col.value)
         self._build_slide_map()
-        self._out.value = (path if folder else path.parent) / "stratify"
+        self._out.value = _unused_folder((path if folder else path.parent) / "stratify")
         n_pat = table[id_col].nunique() if id_col in table.columns else len(table)
         kind = "slide table" if self._slide_patients and len(table) > n_pat else "patient table"
         self._status.value = (
@@ -815,3 +815,13 @@ def _parse_cuts(text: str) -> list[float]:
     if not cuts:
         raise ValueError("the manual cut-off needs one or more cut values, e.g. '15' or '10, 25'")
     return cuts
+
+
+def _unused_folder(base: Path) -> Path:
+    """``base``, or ``base-2``, ``base-3``, ... : the first that holds no stratification
+    yet, so a run from the dock never overwrites one (such as the demo's)."""
+    path, k = base, 1
+    while (path / "metrics.json").exists() or (path.exists() and any(path.iterdir())):
+        k += 1
+        path = base.with_name(f"{base.name}-{k}")
+    return path
