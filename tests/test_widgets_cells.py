@@ -174,6 +174,14 @@ def test_biomarkers_widget_regrades_and_maps(region_run, qtbot):
     assert b.scores()["h_score"] == pytest.approx(s["h_score"])
     b._colour.value = "nucleus_area_um2"
     assert not np.allclose(points.face_color, class_colors(expected))
+    # no dark colours (they vanish on hematoxylin); the legend is short and goes away
+    assert points.face_color[:, :3].max(axis=1).min() > 0.9
+    assert b._legend.value.startswith("cyan (low) - magenta (high)")
+    assert max(len(line) for line in b._legend.value.split("\n")) < 40
+    b._colour.value = "positive_class"
+    assert b._legend.value == "" and "cyan" not in b._scores.value
+    np.testing.assert_allclose(points.face_color, class_colors(expected))
+    b._colour.value = "nucleus_area_um2"
     maps = b.add_maps()
     assert {m.metadata["napari_gbm"]["map"] for m in maps} == {
         "cell_density_per_mm2",

@@ -193,8 +193,14 @@ def class_colors(classes: Any) -> np.ndarray:
     return lut[np.clip(c, -1, 3) + 1]
 
 
+#: cells coloured by a measurement: cyan (low) to magenta (high), no dark end (a dark
+#: viridis dot vanishes on hematoxylin-stained nuclei)
+MEASURE_COLORMAP = "cool"
+MEASURE_LEGEND = "cyan (low) - magenta (high)"
+
+
 def value_colors(
-    values: Any, colormap: str = "viridis", limits: tuple[float, float] | None = None
+    values: Any, colormap: str = MEASURE_COLORMAP, limits: tuple[float, float] | None = None
 ) -> tuple[np.ndarray, tuple[float, float]]:
     """RGBA colours of a measurement through a colormap (NaN grey), and the limits used
     (default: 1st-99th percentile)."""

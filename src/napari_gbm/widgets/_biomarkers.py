@@ -11,7 +11,14 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton
 
 from napari_gbm._napari._cell_view import CellsInView, cells_in_view_of
-from napari_gbm._napari._layers import CLASS_COLORS, camera_of, map_layer, map_title, value_colors
+from napari_gbm._napari._layers import (
+    CLASS_COLORS,
+    MEASURE_LEGEND,
+    camera_of,
+    map_layer,
+    map_title,
+    value_colors,
+)
 from napari_gbm.biomarkers import PositivityParams, ihc_scores, positive_class, spatial_biomarkers
 
 if TYPE_CHECKING:
@@ -44,6 +51,8 @@ class BiomarkersWidget(Container):
         self._t3 = FloatSpinBox(label="3+ ≥", value=0.6, min=0, max=10, step=0.01)
         self._colour = ComboBox(label="colour by", choices=self._colour_choices)
         self._scores = Label(label="scores", value="")
+        # what the colours mean when cells are coloured by a measurement (else empty)
+        self._legend = Label(label="", value="")
         self._maps_btn = PushButton(text="Add biomarker maps")
         self._in_view_btn = PushButton(
             text="Show only the cells in view",
@@ -73,6 +82,7 @@ class BiomarkersWidget(Container):
                 self._t2,
                 self._t3,
                 self._colour,
+                self._legend,
                 self._scores,
                 self._maps_btn,
                 self._in_view_btn,
@@ -198,6 +208,7 @@ class BiomarkersWidget(Container):
             return
         by = self._colour.value or "positive_class"
         f = layer.features
+        self._legend.value = ""
         view = cells_in_view_of(layer)
         if view is not None:
             if by == "positive_class":
@@ -205,6 +216,7 @@ class BiomarkersWidget(Container):
             else:
                 _, limits = value_colors(view.cells[by].to_numpy())
                 layer.metadata["napari_gbm"]["colour_by"] = {"column": by, "limits": limits}
+                self._legend.value = _legend(limits)
             view.refresh()
             return
         if by == "positive_class":
@@ -220,10 +232,7 @@ class BiomarkersWidget(Container):
             rgba, limits = value_colors(f[by].to_numpy())
             layer.face_color = rgba
             layer.metadata["napari_gbm"]["colour_by"] = {"column": by, "limits": limits}
-            self._scores.value = (
-                self._scores.value.split("\n[")[0]
-                + f"\n[{by}: viridis {limits[0]:.3g} (dark) - {limits[1]:.3g} (yellow)]"
-            )
+            self._legend.value = _legend(limits)
 
     def scores(self) -> dict[str, Any]:
         layer = self._layer.value
@@ -367,6 +376,11 @@ class BiomarkersWidget(Container):
             layer.selected_data = {int(where[0])} if where.size else set()
         else:
             layer.selected_data = {idx}
+
+
+def _legend(limits: tuple[float, float]) -> str:
+    """Two short lines (the dock keeps its width): the colours and the value range."""
+    return f"{MEASURE_LEGEND}\n{limits[0]:.3g} to {limits[1]:.3g}"
 
 
 def _histogram_canvas() -> tuple[Any, Any]:
