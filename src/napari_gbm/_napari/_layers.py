@@ -242,6 +242,8 @@ def cells_points_layer(
         "scale": (mpp, mpp),
         "units": (unit, unit),
         "size": POINT_DIAMETER_UM / mpp,
+        # rings: the class colour around each nucleus, the nucleus itself visible inside
+        "symbol": "ring",
         "border_width": 0,
         # napari's categorical colour path with a fixed class -> colour map: faster to add
         # and to recolour than an RGBA array (benchmarks/bench_napari_points.py)

@@ -427,3 +427,4 @@ def _fill_table(table: Any, features: Any, col: str) -> None:
                 item.setData(0x0100, int(idx))
             table.setItem(r, c, item)
     table.setSortingEnabled(True)
+    table.resizeColumnsToContents()  # whole headers ("nucleus_area_um2"), not cut
