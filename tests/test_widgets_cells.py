@@ -71,6 +71,7 @@ def test_drawn_region_follows_the_users_layer_not_the_tile_grid(
     rect = np.array([[300, 250], [300, 550], [500, 550], [500, 250]], float)  # µm (y, x)
     mine.add_rectangles([rect])  # the user draws in "my region": it becomes the region
     assert w._shapes.value is mine
+    assert mine.face_color[0][3] == 0  # drawn as an outline: no white fill over the tissue
     w._layer.value = slide
     w._scope.value = "drawn region"
     w._stain.value = "hdab"

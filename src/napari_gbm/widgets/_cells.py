@@ -131,6 +131,8 @@ class CellsWidget(Container):
             return
         layer.events.data.connect(lambda _e, ly=layer: self._follow(ly))
         if follow:
+            if len(layer.data) == 0:  # a new layer to draw a region in: outline, not fill
+                layer.current_face_color = "transparent"
             self._follow(layer)
 
     def _follow(self, layer: Any) -> None:
