@@ -226,3 +226,30 @@ def test_widget_errors_become_notifications(
     assert widget._status.value.startswith("error: the file does not record its pixel size")
     assert len(viewer.layers) == 1  # nothing added
     assert widget._run_btn.enabled  # ready for another try
+
+
+def test_all_docks_fit_a_laptop_screen(make_napari_viewer: Any, cmu_path: Path) -> None:
+    """The four docks open at once in a 1366 x 768 window: they scroll, the window does
+    not grow past the screen, and no control is cut on the right."""
+    from qtpy.QtWidgets import QApplication
+
+    from napari_gbm.widgets._biomarkers import BiomarkersWidget
+    from napari_gbm.widgets._cells import CellsWidget
+    from napari_gbm.widgets._cohort import CohortWidget
+    from napari_gbm.widgets._slide_tiles import SlideTilesWidget
+
+    viewer = make_napari_viewer(show=True)
+    viewer.open(str(cmu_path), plugin="napari-gbm")
+    docks = []
+    for cls in (SlideTilesWidget, CellsWidget, BiomarkersWidget, CohortWidget):
+        w = cls(viewer)
+        viewer.window.add_dock_widget(w, name=cls.__name__)
+        docks.append(w)
+    viewer.window._qt_window.resize(1366, 768)
+    for _ in range(20):
+        QApplication.processEvents()
+        time.sleep(0.02)
+    size = viewer.window._qt_window.size()
+    assert size.width() <= 1366 and size.height() <= 768, (size.width(), size.height())
+    for w in docks:  # the scroll area shows the controls' full width
+        assert w.native.viewport().width() >= w.body.minimumSizeHint().width(), type(w).__name__

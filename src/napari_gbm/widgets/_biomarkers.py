@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton
+from magicgui.widgets import ComboBox, FileEdit, FloatSpinBox, Label, PushButton
 
 from napari_gbm._napari._cell_view import CellsInView, cells_in_view_of
 from napari_gbm._napari._layers import (
@@ -20,6 +20,7 @@ from napari_gbm._napari._layers import (
     value_colors,
 )
 from napari_gbm.biomarkers import PositivityParams, ihc_scores, positive_class, spatial_biomarkers
+from napari_gbm.widgets._dock import ScrollingDock
 
 if TYPE_CHECKING:
     import napari
@@ -33,9 +34,9 @@ def _notify_error(message: str) -> None:
     show_error(message)
 
 
-class BiomarkersWidget(Container):
+class BiomarkersWidget(ScrollingDock):
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
-        super().__init__(labels=True)
+        super().__init__()
         self._viewer = napari_viewer
         self._layer = ComboBox(label="cells layer", choices=self._cells_choices)
         self._column = ComboBox(
@@ -94,8 +95,8 @@ class BiomarkersWidget(Container):
         )
         self._figure, self._canvas = _histogram_canvas()
         self._table = _table_widget(self._locate)
-        self.native.layout().addWidget(self._canvas)
-        self.native.layout().addWidget(self._table)
+        self.body.layout().addWidget(self._canvas)
+        self.body.layout().addWidget(self._table)
         for w in (self._column, self._mode, self._t1, self._t2, self._t3):
             w.changed.connect(self.apply_thresholds)
         self._colour.changed.connect(self.recolour)
@@ -107,6 +108,7 @@ class BiomarkersWidget(Container):
         napari_viewer.layers.events.inserted.connect(self._refresh)
         napari_viewer.layers.events.removed.connect(self._refresh)
         self._refresh()
+        self.fit_width()
 
     # -- choices ---------------------------------------------------------------------------
     def _cells_choices(self, _: Any = None) -> list[tuple[str, Any]]:

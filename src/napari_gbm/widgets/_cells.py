@@ -13,7 +13,6 @@ import numpy as np
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
-    Container,
     FileEdit,
     Label,
     ProgressBar,
@@ -28,6 +27,7 @@ from napari_gbm._napari._layers import (
     nucleus_labels_layer,
 )
 from napari_gbm.cells import Cancelled, CellParams
+from napari_gbm.widgets._dock import ScrollingDock
 
 if TYPE_CHECKING:
     import napari
@@ -51,9 +51,9 @@ def _notify_error(message: str) -> None:
     show_error(message)
 
 
-class CellsWidget(Container):
+class CellsWidget(ScrollingDock):
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
-        super().__init__(labels=True)
+        super().__init__()
         self._viewer = napari_viewer
         self._worker: Any = None
         self._cancel = False
@@ -101,6 +101,7 @@ class CellsWidget(Container):
         napari_viewer.layers.events.removed.connect(self._refresh)
         for layer in list(napari_viewer.layers):
             self._watch(layer)
+        self.fit_width()
 
     # -- choices ---------------------------------------------------------------------------
     def _slide_choices(self, _: Any = None) -> list[tuple[str, Any]]:

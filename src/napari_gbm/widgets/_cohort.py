@@ -26,7 +26,6 @@ from magicgui.types import FileDialogMode
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
-    Container,
     FileEdit,
     FloatSpinBox,
     Label,
@@ -40,6 +39,7 @@ from magicgui.widgets import (
 
 from napari_gbm.stratify import CUTOFFS, DEFAULT_COVARIATES, load_table
 from napari_gbm.survival.plots import group_colors
+from napari_gbm.widgets._dock import ScrollingDock
 
 if TYPE_CHECKING:
     import napari
@@ -297,11 +297,11 @@ def _compute(
 
 
 # -- the widget ---------------------------------------------------------------------------
-class CohortWidget(Container):
+class CohortWidget(ScrollingDock):
     """Cohort & stratification dock widget (see the module docstring)."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
-        super().__init__(labels=True)
+        super().__init__()
         self._viewer = napari_viewer
         self._worker: Any = None
         self._table: pd.DataFrame | None = None
@@ -415,6 +415,7 @@ class CohortWidget(Container):
         napari_viewer.layers.events.removed.connect(self._update_slide_risk)
         napari_viewer.layers.selection.events.active.connect(self._update_slide_risk)
         self._update_slide_risk()
+        self.fit_width()
 
     # -- layout ----------------------------------------------------------------------------
     def _build_results_pane(self) -> None:
@@ -442,7 +443,7 @@ class CohortWidget(Container):
         self._tabs.addTab(self._canvas, "Kaplan-Meier")
         self._tabs.addTab(self._summary, "Summary")
         self._tabs.addTab(self._hr_table, "Hazard ratios (Cox)")
-        self.native.layout().addWidget(self._tabs)
+        self.body.layout().addWidget(self._tabs)
 
     def _draw_placeholder(self) -> None:
         self._figure.clear()

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import (
     ComboBox,
-    Container,
     FileEdit,
     FloatSpinBox,
     Label,
@@ -24,6 +23,7 @@ from napari_gbm.pipeline import tile_slide
 from napari_gbm.slide import Slide
 from napari_gbm.tiling import TileGrid, TilingParams
 from napari_gbm.tissue import TissueMask, TissueParams
+from napari_gbm.widgets._dock import ScrollingDock
 
 if TYPE_CHECKING:
     import napari
@@ -31,9 +31,9 @@ if TYPE_CHECKING:
 SLIDE_FILTER = "*.svs *.tif *.tiff *.ndpi *.mrxs *.scn *.bif *.vms *.png *.jpg *.jpeg"
 
 
-class SlideTilesWidget(Container):
+class SlideTilesWidget(ScrollingDock):
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
-        super().__init__(labels=True)
+        super().__init__()
         self._viewer = napari_viewer
         self._worker: Any = None
         self._file = FileEdit(label="open slide", filter=SLIDE_FILTER, mode="r")
@@ -115,6 +115,7 @@ class SlideTilesWidget(Container):
         napari_viewer.layers.events.inserted.connect(self._refresh)
         napari_viewer.layers.events.removed.connect(self._refresh)
         self._refresh()
+        self.fit_width()
 
     # -- slide choice --------------------------------------------------------------------
     def _slide_layer_choices(self, _: Any = None) -> list[tuple[str, Any]]:

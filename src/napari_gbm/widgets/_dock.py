@@ -1,0 +1,36 @@
+"""The base of every napari-gbm dock: a magicgui Container that scrolls instead of
+growing the window, so the docks fit a 1366 x 768 laptop screen side by side."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from magicgui.widgets import Container
+
+
+class ScrollingDock(Container):
+    """A labelled, vertically scrolling Container.
+
+    napari docks a magicgui widget's ``native`` Qt widget; a scrollable Container's
+    ``native`` is the inner widget, so without this napari would dock the inner widget and
+    the scroll area would never be shown. Here ``native`` is the scroll area, and
+    :attr:`body` the inner widget that holds the layout (to add plain Qt widgets to)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(labels=True, scrollable=True, **kwargs)
+
+    @property
+    def native(self) -> Any:
+        return self.root_native_widget
+
+    def fit_width(self) -> None:
+        """Keep the controls' full width (only the height scrolls): call once the dock's
+        widgets are added."""
+        scroll = self.root_native_widget
+        bar = scroll.verticalScrollBar().sizeHint().width()
+        scroll.setMinimumWidth(self.body.sizeHint().width() + bar + 4)
+
+    @property
+    def body(self) -> Any:
+        """The Qt widget inside the scroll area (its layout holds the controls)."""
+        return self.root_native_widget.widget()
