@@ -127,7 +127,10 @@ def capture_cohort(filename: str) -> None:
     while not widget._run_btn.enabled:
         _settle(0.2)
     viewer.reset_view()
-    _settle(1.5)
+    _settle(1.0)
+    bar = widget.native.verticalScrollBar()  # the dock scrolls: show its results
+    bar.setValue(bar.maximum())
+    _settle(0.5)
     _save(viewer, filename)
 
 

@@ -137,8 +137,9 @@ def tile_shapes_layer(grid: TileGrid, name: str = "tiles") -> LayerData | None:
         "name": name,
         "shape_type": "rectangle",
         "units": (unit, unit),
-        # edges in data units (µm): a small fraction of a tile, visible at slide zoom
-        "edge_width": 0.015 * grid.params.tile_size_px * grid.effective_mpp,
+        # edges in data units (µm): 0.4 % of a tile (2 µm at 1024 px of 0.5 µm), thin lines
+        # at slide zoom and at cell zoom alike (1.5 % made 7.7 µm bars over the cells)
+        "edge_width": 0.004 * grid.params.tile_size_px * grid.effective_mpp,
         "edge_color": "tissue_fraction",
         "edge_colormap": "plasma",
         "face_color": "transparent",

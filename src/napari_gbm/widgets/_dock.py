@@ -26,6 +26,11 @@ class ScrollingDock(Container):
     def fit_width(self) -> None:
         """Keep the controls' full width (only the height scrolls): call once the dock's
         widgets are added."""
+        from qtpy.QtWidgets import QLabel
+
+        for label in self.body.findChildren(QLabel):  # long status lines wrap, not widen
+            label.setWordWrap(True)
+        self.body.layout().addStretch(1)  # rows stay together at the top of a tall dock
         scroll = self.root_native_widget
         bar = scroll.verticalScrollBar().sizeHint().width()
         scroll.setMinimumWidth(self.body.sizeHint().width() + bar + 4)

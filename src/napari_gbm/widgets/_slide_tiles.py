@@ -253,7 +253,7 @@ class SlideTilesWidget(ScrollingDock):
         self._info.value = (
             self._info.value.split("\n")[0]
             + f"\ntissue {100 * tissue.tissue_fraction:.1f} % ({tissue.tissue_area_mm2:.2f} mm²), "
-            f"{n_sel} tiles"
+            f"{n_sel} tiles\ntile edges: tissue fraction, dark purple 0 to yellow 1"
         )
         self._status.value = ""
 
