@@ -166,7 +166,15 @@ def test_slide_tiles_widget_adds_aligned_layers(
     assert "napari_gbm" in tiles.metadata["napari_gbm"]["software"]
     assert {"tile_id", "tissue_fraction", "core_x0_px"} <= set(tiles.features.columns)
     assert (tiles.features.tissue_fraction > 0).all()
-    assert frac.data.shape == (6, 5)  # 2967 / 512 -> 6 rows, 2220 / 512 -> 5 cols
+    # 6 x 5 tiles (2967 / 512, 2220 / 512) of 32 x 32 pixels, cropped to the slide: the
+    # layer ends with the slide (so the home view centres on it), each tile its fraction
+    px = 512 / 32
+    assert frac.data.shape == (int(np.ceil(2967 / px)), int(np.ceil(2220 / px)))
+    lo, hi = frac.extent.world
+    assert hi[0] <= 2967 * 0.499 + px * 0.499 and hi[1] <= 2220 * 0.499 + px * 0.499
+    by_tile = tiles.features.set_index(["row", "col"])["tissue_fraction"]
+    for (row, col), f in by_tile.items():
+        assert frac.data[row * 32 + 16, col * 32 + 16] == pytest.approx(f, abs=1e-6)
     assert "tissue 3" in widget._info.value  # "tissue 38.x %"
 
     img = _screenshot(viewer)

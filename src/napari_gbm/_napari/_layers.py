@@ -84,7 +84,10 @@ def tissue_layer(tissue: TissueMask, slide_mpp: float | None, name: str = "tissu
 
 
 def tile_fraction_layer(grid: TileGrid, name: str = "tile tissue fraction") -> LayerData:
-    """One pixel per tile core, valued by its tissue fraction (0-1)."""
+    """Each tile core valued by its tissue fraction (0-1), on a grid of up to 32 x 32 pixels
+    per core, cropped to the slide: the layer ends where the slide ends (to a 32nd of a
+    tile), so napari's home view centres on the slide, not on the last tiles' overhang.
+    At most 4096 pixels on the long side."""
     mpp, unit = _unit(grid.slide_mpp)
     t = grid.tiles
     img = np.zeros((grid.n_rows, grid.n_cols), np.float32)
@@ -93,10 +96,20 @@ def tile_fraction_layer(grid: TileGrid, name: str = "tile tissue fraction") -> L
     # the first core may be clipped by an offset grid: place cells on the full grid
     ox = grid.params.offset_px[0] % grid.params.tile_size_px * grid.scale + grid.col_min * step
     oy = grid.params.offset_px[1] % grid.params.tile_size_px * grid.scale + grid.row_min * step
+    k = max(1, min(32, 4096 // max(grid.n_rows, grid.n_cols, 1)))
+    fine = step / k  # level-0 px per layer pixel
+    img = np.repeat(np.repeat(img, k, axis=0), k, axis=1)
+    w0, h0 = grid.slide_dimensions
+    c0 = max(0, int(np.floor(-ox / fine)))
+    r0 = max(0, int(np.floor(-oy / fine)))
+    c1 = min(img.shape[1], int(np.ceil((w0 - ox) / fine)))
+    r1 = min(img.shape[0], int(np.ceil((h0 - oy) / fine)))
+    img = np.ascontiguousarray(img[r0:r1, c0:c1])
+    ox, oy = ox + c0 * fine, oy + r0 * fine
     kwargs = {
         "name": name,
-        "scale": (step * mpp, step * mpp),
-        "translate": ((oy + step / 2 - 0.5) * mpp, (ox + step / 2 - 0.5) * mpp),
+        "scale": (fine * mpp, fine * mpp),
+        "translate": ((oy + fine / 2 - 0.5) * mpp, (ox + fine / 2 - 0.5) * mpp),
         "units": (unit, unit),
         "colormap": "viridis",
         "contrast_limits": (0.0, 1.0),
