@@ -117,9 +117,10 @@ class SlideCalibration:
     level_od : float
         Otsu level of the smoothed, background-subtracted counterstain (OD).
     source : str
-        ``"sample"`` (measured on this slide), ``"file"`` (passed in) or ``"preset"``.
+        ``"sample"`` (measured on this slide) or ``"file"`` (passed in).
     details : dict
-        Provenance: sampled tiles and pixels, preset angles, what fell back and why.
+        Provenance: sampled tiles and pixels, whether the white point was estimated,
+        the stain, pixel size and parameters of the sample.
     """
 
     stains: StainVectors
@@ -148,7 +149,7 @@ class SlideCalibration:
         if missing:
             raise ValueError(
                 f"a calibration needs {missing}; pass the 'calibration' object of an "
-                "analysis summary.json (or a file written by calibrate)"
+                "analysis summary.json, or that object saved on its own"
             )
         return cls(
             StainVectors.from_dict(data["stain_vectors"]),
@@ -216,6 +217,7 @@ def calibrate_pixels(
     params: CalibrationParams = CalibrationParams(),
 ) -> SlideCalibration:
     """Calibration from sampled RGB tiles at ``mpp`` (µm/px), all from one slide."""
+    from scipy import ndimage as ndi
     from skimage.filters import threshold_otsu
 
     from napari_gbm.segment import contrast_image, deconvolve_tile
@@ -234,8 +236,6 @@ def calibrate_pixels(
         conc = deconvolve_tile(t, stains)
         contrast, _ = contrast_image(conc[0], mpp, nucleus)
         if has_dab:
-            from scipy import ndimage as ndi
-
             dab = conc[stains.index("dab")]
             sigma = nucleus.sigma_um / mpp
             dab_s = ndi.gaussian_filter(dab, sigma) if sigma > 0 else dab
@@ -284,18 +284,17 @@ def calibrate_slide(
         TilingParams(target_mpp=target_mpp, tile_size_px=params.sample_tile_px, overlap_px=0),
     )
     t = grid.tiles
-    candidates = t[t["tissue_fraction"] >= 0.5] if "tissue_fraction" in t else t
+    candidates = t[t["tissue_fraction"] >= 0.5]
     if candidates.empty:
         candidates = grid.selected
     if candidates.empty:
         candidates = t
     n = min(params.sample_tiles, len(candidates))
     pick = np.unique(np.linspace(0, len(candidates) - 1, n).round().astype(int))
-    w0, h0 = slide.dimensions
     tiles = []
     for row in candidates.iloc[pick].itertuples(index=False):
-        x0, y0 = max(0.0, float(row.core_x0_px)), max(0.0, float(row.core_y0_px))
-        x1, y1 = min(float(w0), float(row.core_x1_px)), min(float(h0), float(row.core_y1_px))
+        # cores are clipped to the slide already: the sample holds no padding
+        x0, y0, x1, y1 = row.core_x0_px, row.core_y0_px, row.core_x1_px, row.core_y1_px
         if x1 - x0 < 1 or y1 - y0 < 1:
             continue
         ow = max(1, round((x1 - x0) / grid.scale))
