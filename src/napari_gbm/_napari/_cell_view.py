@@ -63,6 +63,17 @@ class CellsInView:
         camera_of(viewer).events.center.connect(self._schedule)
         self.update()
 
+    def close(self) -> None:
+        """Stop following the view (the layer is removed, or given other cells)."""
+        camera = camera_of(self.viewer)
+        camera.events.zoom.disconnect(self._schedule)
+        camera.events.center.disconnect(self._schedule)
+        if self._timer is not None:
+            self._timer.stop()
+        if _REGISTRY.get(self.layer) is self:
+            del _REGISTRY[self.layer]
+        self.layer.metadata.get("napari_gbm", {}).pop("in_view_only", None)
+
     # -- following the view ---------------------------------------------------------------
     def _schedule(self, *_: Any) -> None:
         from qtpy.QtCore import QTimer

@@ -19,6 +19,9 @@ PathOrPaths = str | Sequence[str]
 
 
 def napari_get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[LayerData]] | None:
+    from napari_gbm._napari._warmup import start
+
+    start(delay_s=2.0)  # after napari has added what this call returns
     paths = [path] if isinstance(path, str | Path) else list(path)
     if len(paths) == 1 and (Path(paths[0]) / "summary.json").is_file():
         return read_analysis_folder

@@ -35,7 +35,6 @@ from typing import Any
 
 import numpy as np
 from scipy import ndimage
-from scipy.signal import fftconvolve
 
 __all__ = ["GridMaps", "SpatialParams", "disc_sum", "grid_counts", "spatial_biomarkers"]
 
@@ -101,6 +100,10 @@ def disc_sum(grid: np.ndarray, radius_bins: float) -> np.ndarray:
     k = _disc(radius_bins)
     if grid.size == 0:
         return grid.astype(np.float64)
+    # imported here: scipy.signal takes 0.8 s to import, on napari's event loop when the
+    # reader opens an analysis folder
+    from scipy.signal import fftconvolve
+
     out = fftconvolve(grid.astype(np.float64), k, mode="same")
     out[np.abs(out) < 1e-9] = 0.0  # FFT round-off on empty areas
     return out

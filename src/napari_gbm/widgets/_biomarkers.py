@@ -17,6 +17,7 @@ from napari_gbm._napari._layers import (
     camera_of,
     map_layer,
     map_title,
+    put_layer,
     value_colors,
 )
 from napari_gbm.biomarkers import PositivityParams, ihc_scores, positive_class, spatial_biomarkers
@@ -299,7 +300,6 @@ class BiomarkersWidget(ScrollingDock):
     # -- maps -------------------------------------------------------------------------------
     def add_maps(self, *_: Any) -> list[Any]:
         """Density and (IHC) local positive % maps of the layer's cells as Image layers."""
-        from napari.layers import Layer
 
         layer = self._layer.value
         if layer is None:
@@ -336,9 +336,7 @@ class BiomarkersWidget(ScrollingDock):
                 colormap=cmap,
                 metadata={"map": key},
             )
-            if data[1]["name"] in self._viewer.layers:
-                self._viewer.layers.remove(data[1]["name"])
-            added.append(self._viewer.add_layer(Layer.create(*data)))
+            added.append(put_layer(self._viewer, data))
         self._viewer.layers.selection.active = layer
         return added
 

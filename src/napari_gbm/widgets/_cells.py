@@ -6,6 +6,7 @@ slide. Compute runs in a thread worker with progress and a cancel button."""
 from __future__ import annotations
 
 import tempfile
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,9 +23,11 @@ from magicgui.widgets import (
 from napari_gbm._napari._layers import (
     camera_of,
     cells_points_layer,
+    in_steps,
     map_layer,
     map_title,
     nucleus_labels_layer,
+    put_layer,
 )
 from napari_gbm.cells import Cancelled, CellParams
 from napari_gbm.widgets._dock import ScrollingDock
@@ -239,6 +242,8 @@ class CellsWidget(ScrollingDock):
         _notify_error(str(exc))
 
     def _done(self) -> None:
+        if getattr(self, "_adding", False):
+            return  # layers are still being added, one per event-loop turn
         self._run_btn.enabled = True
         self._cancel_btn.enabled = False
         self._progress.visible = False
@@ -247,23 +252,31 @@ class CellsWidget(ScrollingDock):
     def _outline_region(self, slide_layer: Any, mpp: float, meta: dict[str, Any]) -> None:
         """Draw (or move) the outline of the region that was analysed."""
         name = f"{slide_layer.name} analysed region"
-        if name in self._viewer.layers:
-            self._viewer.layers.remove(name)
         outline = _region_outline(meta, mpp)
+        style = {
+            "edge_color": "yellow",
+            # µm: visible both zoomed in and with the whole region in view
+            "edge_width": max(2.0, 0.005 * float(np.ptp(outline, axis=0).max())),
+            "face_color": "transparent",
+        }
+        metadata = {"napari_gbm": {"kind": "analysed_region", "area_mm2": meta["area_mm2"]}}
+        if name in self._viewer.layers:  # move the outline: removing a layer costs 0.2 s
+            layer = self._viewer.layers[name]
+            layer.selected_data = set(range(layer.nshapes))
+            layer.remove_selected()
+            layer.add_polygons([outline], **style)
+            layer.metadata = metadata
+            return
         self._viewer.add_shapes(
             [outline],
             shape_type="polygon",
             name=name,
-            edge_color="yellow",
-            # µm: visible both zoomed in and with the whole region in view
-            edge_width=max(2.0, 0.005 * float(np.ptp(outline, axis=0).max())),
             units=("um", "um"),
-            face_color="transparent",
-            metadata={"napari_gbm": {"kind": "analysed_region", "area_mm2": meta["area_mm2"]}},
+            metadata=metadata,
+            **style,
         )
 
     def _add_layers(self, slide_layer: Any, mpp: float, result: dict[str, Any]) -> None:
-        from napari.layers import Layer
 
         base = slide_layer.name
         meta = result["metadata"]
@@ -295,35 +308,43 @@ class CellsWidget(ScrollingDock):
         if big:  # whole slides: the layer holds the cells in view only (CellsInView)
             pts, kw, kind = tuples[0]
             tuples[0] = (pts[:0], {**kw, "features": kw["features"].iloc[:0]}, kind)
-        for data in tuples:
-            name = data[1]["name"]
-            if name in self._viewer.layers:
-                self._viewer.layers.remove(name)
-            new = self._viewer.add_layer(Layer.create(*data))
+
+        def put(data: Any) -> None:
+            if data[2] == "image":  # maps: one click away, the cells stay readable
+                data = (data[0], {**data[1], "visible": False}, data[2])
+            new = put_layer(self._viewer, data)
             if data[2] == "points" and big:
                 from napari_gbm._napari._cell_view import CellsInView
 
                 CellsInView(self._viewer, new, result["cells"])
             if data[2] == "labels":
                 new.contour = 1
-            if data[2] == "image":
-                new.visible = False  # maps: one click away, the cells stay readable
-        n = len(result["cells"])
-        s = result.get("summary", {})
-        line = f"{n} cell" if n == 1 else f"{n} cells"
-        if meta.get("scope") == "region":
-            self._outline_region(slide_layer, mpp, meta)
-            line = f"{self._region_text or 'region'} ({meta['area_mm2']:.3f} mm², outlined): {line}"
-        if s.get("cell_density_per_mm2"):
-            line += f", {s['cell_density_per_mm2']:.0f}/mm²"
-        if s.get("positive_percent") is not None:
-            line += f", positive {s['positive_percent']:.1f} %"
-        cal = result.get("metadata", {}).get("calibration")
-        if cal:
-            line += f"\nslide calibration: counterstain level {cal['level_od']:.3f} OD"
-        if result.get("out"):
-            line += f"\nwritten to {result['out']}"
-        self._status.value = line
+
+        def finish() -> None:
+            n = len(result["cells"])
+            s = result.get("summary", {})
+            line = f"{n} cell" if n == 1 else f"{n} cells"
+            if meta.get("scope") == "region":
+                self._outline_region(slide_layer, mpp, meta)
+                line = (
+                    f"{self._region_text or 'region'} ({meta['area_mm2']:.3f} mm², outlined): "
+                    f"{line}"
+                )
+            if s.get("cell_density_per_mm2"):
+                line += f", {s['cell_density_per_mm2']:.0f}/mm²"
+            if s.get("positive_percent") is not None:
+                line += f", positive {s['positive_percent']:.1f} %"
+            cal = result.get("metadata", {}).get("calibration")
+            if cal:
+                line += f"\nslide calibration: counterstain level {cal['level_od']:.3f} OD"
+            if result.get("out"):
+                line += f"\nwritten to {result['out']}"
+            self._status.value = line
+            self._adding = False
+            self._done()
+
+        self._adding = True  # the run ends when the last layer is in (see _done)
+        in_steps([partial(put, d) for d in tuples], finish)
 
 
 def _generate(job: tuple[Any, ...], cancelled: Any) -> Any:

@@ -17,6 +17,9 @@ class ScrollingDock(Container):
     :attr:`body` the inner widget that holds the layout (to add plain Qt widgets to)."""
 
     def __init__(self, **kwargs: Any) -> None:
+        from napari_gbm._napari._warmup import start
+
+        start()  # compile napari's label colours while the user sets the dock up
         super().__init__(labels=True, scrollable=True, **kwargs)
 
     @property

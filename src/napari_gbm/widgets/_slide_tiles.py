@@ -5,6 +5,7 @@ The work runs in a napari thread worker; errors become notifications."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,13 @@ from magicgui.widgets import (
     SpinBox,
 )
 
-from napari_gbm._napari._layers import tile_fraction_layer, tile_shapes_layer, tissue_layer
+from napari_gbm._napari._layers import (
+    in_steps,
+    put_layer,
+    tile_fraction_layer,
+    tile_shapes_layer,
+    tissue_layer,
+)
 from napari_gbm.pipeline import tile_slide
 from napari_gbm.slide import Slide
 from napari_gbm.tiling import TileGrid, TilingParams
@@ -216,6 +223,8 @@ class SlideTilesWidget(ScrollingDock):
         _notify_error(str(exc))
 
     def _done(self) -> None:
+        if getattr(self, "_adding", False):
+            return  # layers are still being added, one per event-loop turn
         self._run_btn.enabled = True
         self._progress.visible = False
         self._worker = None
@@ -223,7 +232,6 @@ class SlideTilesWidget(ScrollingDock):
     def _add_layers(
         self, slide_layer: Any, slide_mpp: float, tissue: TissueMask, grid: TileGrid
     ) -> None:
-        from napari.layers import Layer
 
         if slide_layer.metadata["napari_gbm"].get("mpp") != slide_mpp:
             # the user gave the pixel size: put the slide itself in µm too
@@ -237,25 +245,28 @@ class SlideTilesWidget(ScrollingDock):
             tile_fraction_layer(grid, name=f"{base} tile tissue fraction"),
             tile_shapes_layer(grid, name=f"{base} tiles"),
         ]
-        for data in tuples:
-            if data is None:
-                continue
-            name = data[1]["name"]
-            if name in self._viewer.layers:
-                self._viewer.layers.remove(name)
-            new = self._viewer.add_layer(Layer.create(*data))
+
+        def put(data: Any) -> None:
+            new = put_layer(self._viewer, data)
             if data[2] == "labels":
                 new.contour = 1  # outline the tissue, so the slide stays visible under it
                 new.opacity = 0.9
-        self._viewer.layers.selection.active = slide_layer
-        self._viewer.canvas.overlays["scale_bar"].visible = True  # the slide is in µm now
-        n_sel = len(grid.selected)
-        self._info.value = (
-            self._info.value.split("\n")[0]
-            + f"\ntissue {100 * tissue.tissue_fraction:.1f} % ({tissue.tissue_area_mm2:.2f} mm²), "
-            f"{n_sel} tiles\ntile edges: tissue fraction, dark purple 0 to yellow 1"
-        )
-        self._status.value = ""
+
+        def finish() -> None:
+            self._viewer.layers.selection.active = slide_layer
+            self._viewer.canvas.overlays["scale_bar"].visible = True  # the slide is in µm now
+            n_sel = len(grid.selected)
+            self._info.value = (
+                self._info.value.split("\n")[0] + f"\ntissue {100 * tissue.tissue_fraction:.1f} % "
+                f"({tissue.tissue_area_mm2:.2f} mm²), {n_sel} tiles\n"
+                "tile edges: tissue fraction, dark purple 0 to yellow 1"
+            )
+            self._status.value = ""
+            self._adding = False
+            self._done()
+
+        self._adding = True  # the run ends when the last layer is in (see _done)
+        in_steps([partial(put, d) for d in tuples if d is not None], finish)
 
 
 def _compute(
