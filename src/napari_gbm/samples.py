@@ -8,10 +8,14 @@ synthetic slide is written atomically, so an interrupted generation is simply re
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
 
 __all__ = ["SYNTHETIC_SAMPLE_SIZE", "cache_dir", "cmu1_path", "synthetic_sample_path"]
+
+_GENERATING = threading.Lock()
 
 #: Size of the synthetic sample slides (level-0 pixels per side at 0.5 µm/px: 2 mm).
 SYNTHETIC_SAMPLE_SIZE = 4096
@@ -35,13 +39,22 @@ def cache_dir() -> Path:
 
 
 def synthetic_sample_path(
-    stain: str = "he", *, size: int = SYNTHETIC_SAMPLE_SIZE, seed: int = 0
+    stain: str = "he",
+    *,
+    size: int = SYNTHETIC_SAMPLE_SIZE,
+    seed: int = 0,
+    progress: Callable[[float], None] | None = None,
 ) -> Path:
-    """A synthetic GBM slide (``he`` or ``hdab``), generated once and cached."""
+    """A synthetic GBM slide (``he`` or ``hdab``), generated once and cached.
+    ``progress(fraction)`` is called while it is generated (a few seconds, first use
+    only). Thread-safe: concurrent calls generate it once."""
     from napari_gbm import __version__
     from napari_gbm.synthetic import make_synthetic_slide
 
     path = cache_dir() / f"synthetic-gbm-{stain}-{size}-seed{seed}-v{__version__}.tif"
-    if not path.exists():
-        make_synthetic_slide(path, size_px=(size, size), stain=stain, seed=seed)
+    with _GENERATING:
+        if not path.exists():
+            make_synthetic_slide(
+                path, size_px=(size, size), stain=stain, seed=seed, progress=progress
+            )
     return path
