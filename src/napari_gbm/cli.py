@@ -373,6 +373,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         white = ", ".join(f"{v:.0f}" for v in cal["stain_vectors"]["background"])
         line += f"; calibrated: counterstain level {cal['level_od']:.3f} OD, white ({white})"
     print(f"{line} -> {args.out}")
+    for warning in summary.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 

@@ -921,6 +921,8 @@ def flatten_summary(summary: Mapping[str, Any]) -> dict[str, Any]:
     row["whole_image_analysed"] = summary.get("whole_image_analysed")
     row["elapsed_s"] = summary.get("elapsed_s")
     row["napari_gbm_version"] = summary.get("software", {}).get("napari_gbm")
+    # plausibility warnings (napari_gbm.qc), e.g. a wrong pixel size: one cell per slide
+    row["warnings"] = "; ".join(summary.get("warnings", []))
     return row
 
 

@@ -231,6 +231,15 @@ def analyze_slide(
     bm = slide_biomarkers(
         cells.to_pandas(), grid.tiles, mask, (w0 * slide_mpp, h0 * slide_mpp), params.biomarkers
     )
+    from napari_gbm.qc import result_warnings
+
+    # plausibility: a wrong pixel size shows in nucleus sizes and density (napari_gbm.qc)
+    checks = result_warnings(
+        cells.column("nucleus_area_um2").to_numpy(),
+        bm.summary.get("analysed_tissue_area_mm2"),
+        slide_mpp,
+        params.cells.nucleus.min_area_um2,
+    )
     del cells
     write_parquet(bm.tiles, out / "tiles.parquet", metadata=meta)
     with atomic_path(out / "maps.npz") as tmp, open(tmp, "wb") as fh:
@@ -242,6 +251,7 @@ def analyze_slide(
         "slide_id": slide_id,
         **bm.summary,
         "whole_image_analysed": whole_image,
+        "warnings": checks,
         **meta,
         "elapsed_s": round(time.perf_counter() - t_start, 3),
     }

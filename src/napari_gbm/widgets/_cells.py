@@ -339,6 +339,8 @@ class CellsWidget(ScrollingDock):
                 line += f"\nslide calibration: counterstain level {cal['level_od']:.3f} OD"
             if result.get("out"):
                 line += f"\nwritten to {result['out']}"
+            for warning in s.get("warnings", []):
+                line += f"\nwarning: {warning}"
             self._status.value = line
             self._adding = False
             self._done()
@@ -393,6 +395,7 @@ def _run_region(
     path: str, mpp: float, params: CellParams, box: Any, poly: Any, *, progress: Any, cancel: Any
 ) -> dict[str, Any]:
     from napari_gbm.biomarkers import ihc_scores
+    from napari_gbm.qc import result_warnings
     from napari_gbm.region import analyze_region
     from napari_gbm.slide import Slide
 
@@ -407,6 +410,9 @@ def _run_region(
     summary = {
         "cell_density_per_mm2": len(r.cells) / area_mm2 if area_mm2 > 0 else None,
         **scores,
+        "warnings": result_warnings(
+            r.cells["nucleus_area_um2"], area_mm2, mpp, params.nucleus.min_area_um2
+        ),
     }
     meta = {
         "scope": "region",
