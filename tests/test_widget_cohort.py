@@ -65,7 +65,7 @@ def _hand_km(time_: np.ndarray, event: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def _km_lines(widget: Any) -> dict[str, Any]:
-    [ax] = widget._figure.axes
+    ax = widget._figure.axes[0]  # [1]: the number-at-risk table
     return {ln.get_gid()[3:]: ln for ln in ax.get_lines() if str(ln.get_gid()).startswith("km:")}
 
 
@@ -136,6 +136,15 @@ def test_cohort_widget_runs_and_shows_results(
         np.testing.assert_allclose(x, np.r_[0.0, t_ref], rtol=1e-12)
         np.testing.assert_allclose(y, np.r_[1.0, s_ref], rtol=1e-12)
         assert f"n={len(ids)}," in lines[name].get_label()
+        # the number-at-risk table under the curves: patients still followed at each tick
+        tab = widget._figure.axes[1]
+        ticks = [v for v in widget._figure.axes[0].get_xticks() if v >= 0]
+        row = sorted(
+            (tx for tx in tab.texts if tx.get_position()[1] == 2 - g),
+            key=lambda tx: tx.get_position()[0],
+        )
+        follow = clin.loc[ids, "time_months"].to_numpy()
+        assert [int(tx.get_text()) for tx in row] == [int((follow >= v).sum()) for v in ticks]
 
     # the numbers in the dock are those of metrics.json and cox_summary.csv
     text = widget._summary.toPlainText()
@@ -147,7 +156,7 @@ def test_cohort_widget_runs_and_shows_results(
     assert float(c_cv.group(1)) == pytest.approx(metrics["cv_c_index_mean"], abs=5e-4)
     assert float(p_lr.group(1)) == pytest.approx(metrics["logrank_p"], rel=5e-3)
     assert f"patients: {metrics['n']}, events: {metrics['n_events']}" in text
-    [ax] = widget._figure.axes
+    ax = widget._figure.axes[0]
     legend = ax.get_legend()
     assert legend is not None
     assert legend.get_title().get_text() == f"log-rank p = {p_lr.group(1)}"

@@ -23,7 +23,7 @@ from napari_gbm.survival._validate import check_groups, check_survival
 from napari_gbm.survival.km import at_risk_counts, kaplan_meier
 from napari_gbm.survival.logrank import logrank_test
 
-__all__ = ["forest_plot", "km_plot"]
+__all__ = ["draw_km", "forest_plot", "km_plot"]
 
 _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2")
 # risk groups are ordered (0 = lowest risk): blue -> green -> orange -> red
@@ -100,19 +100,44 @@ def km_plot(
         labels: list[Any] = ["all"]
     else:
         codes, labels = check_groups(groups, t.size)
-    names = _names(labels, group_names)
-
     fig = _figure(size_px, dpi)
-    k = len(labels)
+    draw_km(
+        fig, t, e, codes, _names(labels, group_names), title=title, time_label=time_label,
+        alpha=alpha,
+    )  # fmt: skip
+    fig.subplots_adjust(left=0.14, right=0.97, top=0.93 if title else 0.97, bottom=0.06)
+    return _save(fig, path, dpi)
+
+
+def draw_km(
+    fig: Figure,
+    t: np.ndarray,
+    e: np.ndarray,
+    codes: np.ndarray,
+    names: Sequence[str],
+    *,
+    title: str | None = None,
+    time_label: str = "time",
+    alpha: float = 0.05,
+) -> tuple[Any, Any]:
+    """Draw Kaplan-Meier curves of groups ``codes`` (0..k-1, named ``names``) onto ``fig``:
+    confidence bands, censoring ticks, the log-rank p-value (k > 1) and a number-at-risk
+    table under the axes. The one drawing of a KM plot: the PNG report
+    (:func:`km_plot`) and the napari Cohort dock both call it. ``t``, ``e``: checked
+    follow-up and events. Each curve's line has the gid ``km:<name>``. Returns the plot's
+    and the table's axes."""
+    k = len(names)
     colors = group_colors(k)
     table_share = 0.12 + 0.05 * k
     gs = fig.add_gridspec(2, 1, height_ratios=(1.0 - table_share, table_share), hspace=0.35)
     ax = fig.add_subplot(gs[0])
     ax_tab = fig.add_subplot(gs[1], sharex=ax)
 
-    t_max = float(t.max())
+    t_max = float(t.max()) if t.size else 1.0
     for g in range(k):
         sel = codes == g
+        if not sel.any():
+            continue
         km = kaplan_meier(t[sel], e[sel], alpha=alpha)
         x = np.concatenate(([0.0], km["time"].to_numpy()))
         s = np.concatenate(([1.0], km["survival"].to_numpy()))
@@ -120,7 +145,8 @@ def km_plot(
         hi = np.concatenate(([1.0], km["ci_upper"].to_numpy()))
         color = colors[g]
         label = f"{names[g]} (n={int(sel.sum())}, events={int(e[sel].sum())})"
-        ax.step(x, s, where="post", color=color, lw=1.8, label=label)
+        (line,) = ax.step(x, s, where="post", color=color, lw=1.8, label=label)
+        line.set_gid(f"km:{names[g]}")
         ax.fill_between(x, lo, hi, step="post", color=color, alpha=0.15, lw=0)
         cens = km["n_censored"].to_numpy() > 0
         ax.plot(
@@ -133,7 +159,7 @@ def km_plot(
             color=color,
         )
     legend_title = None
-    if k > 1:
+    if k > 1 and len(np.unique(codes)) > 1:
         result = logrank_test(t, e, codes)
         legend_title = f"log-rank p = {_format_p(result.p_value)}"
     ax.legend(title=legend_title, loc="lower left", fontsize="small", title_fontsize="small")
@@ -143,7 +169,7 @@ def km_plot(
     ax.set_xlabel(time_label)
     ax.grid(alpha=0.3)
     if title:
-        ax.set_title(title)
+        ax.set_title(title, fontsize="medium")
 
     ticks = [v for v in ax.get_xticks() if 0.0 <= v <= t_max * 1.02]
     ax.set_xticks(ticks)
@@ -162,8 +188,7 @@ def km_plot(
     for spine in ax_tab.spines.values():
         spine.set_visible(False)
     ax_tab.set_title("number at risk", fontsize="small", loc="left")
-    fig.subplots_adjust(left=0.14, right=0.97, top=0.93 if title else 0.97, bottom=0.06)
-    return _save(fig, path, dpi)
+    return ax, ax_tab
 
 
 def _names(labels: list[Any], group_names: Mapping[Any, str] | Sequence[str] | None) -> list[str]:

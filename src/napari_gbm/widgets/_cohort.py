@@ -38,7 +38,6 @@ from magicgui.widgets import (
 )
 
 from napari_gbm.stratify import CUTOFFS, DEFAULT_COVARIATES, load_table
-from napari_gbm.survival.plots import group_colors
 from napari_gbm.widgets._dock import ScrollingDock
 
 if TYPE_CHECKING:
@@ -426,7 +425,7 @@ class CohortWidget(ScrollingDock):
 
         self._figure = Figure(figsize=(5.0, 4.0), dpi=100, layout="constrained")
         self._canvas = FigureCanvasQTAgg(self._figure)
-        self._canvas.setMinimumHeight(320)
+        self._canvas.setMinimumHeight(400)  # the curves and the number-at-risk table
         self._draw_placeholder()
         mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
         self._summary = QPlainTextEdit()
@@ -681,35 +680,22 @@ class CohortWidget(ScrollingDock):
         self._update_slide_risk()
 
     def _draw_km(self, res: CohortResults) -> None:
+        """The report's KM drawing (:func:`napari_gbm.survival.plots.draw_km`, with its
+        number-at-risk table) on the dock's figure."""
+        from napari_gbm.survival.plots import draw_km
+
         fig = self._figure
         fig.clear()
-        ax = fig.add_subplot(1, 1, 1)
-        t_max = 0.0
-        for g, curve in enumerate(res.curves):
-            km = curve.table
-            x = np.concatenate(([0.0], km["time"].to_numpy()))
-            s = np.concatenate(([1.0], km["survival"].to_numpy()))
-            lo = np.concatenate(([1.0], km["ci_lower"].to_numpy()))
-            hi = np.concatenate(([1.0], km["ci_upper"].to_numpy()))
-            color = group_colors(len(res.curves))[g]
-            label = f"{curve.name} (n={curve.n}, events={curve.n_events})"
-            (line,) = ax.step(x, s, where="post", color=color, lw=1.8, label=label)
-            line.set_gid(f"km:{curve.name}")
-            ax.fill_between(x, lo, hi, step="post", color=color, alpha=0.15, lw=0)
-            cens = km["n_censored"].to_numpy() > 0
-            ax.plot(km["time"].to_numpy()[cens], km["survival"].to_numpy()[cens], ls="none",
-                    marker="|", ms=7, mew=1.1, color=color)  # fmt: skip
-            t_max = max(t_max, float(x.max()))
-        p = res.metrics.get("logrank_p")
-        ax.legend(title=None if p is None else f"log-rank p = {_format_p(p)}", loc="best",
-                  fontsize="small", title_fontsize="small")  # fmt: skip
         rg = res.metrics["risk_groups"]
-        ax.set_title(f"Kaplan-Meier by {_pretty(rg['by'])} ({rg['method']})", fontsize="medium")
-        ax.set_xlabel(_time_label(str(res.metrics["time"])))
-        ax.set_ylabel("survival probability")
-        ax.set_ylim(0.0, 1.05)
-        ax.set_xlim(0.0, t_max * 1.02 if t_max > 0 else 1.0)
-        ax.grid(alpha=0.3)
+        draw_km(
+            fig,
+            res.patients["time"].to_numpy(dtype=np.float64),
+            res.patients["event"].to_numpy(dtype=np.int64),
+            res.patients["risk_group_label"].to_numpy(dtype=np.intp),
+            [curve.name for curve in res.curves],
+            title=f"Kaplan-Meier by {_pretty(rg['by'])} ({rg['method']})",
+            time_label=_time_label(str(res.metrics["time"])),
+        )
         self._canvas.draw_idle()
 
     def _fill_hr_table(self, summary: pd.DataFrame) -> None:
