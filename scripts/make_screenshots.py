@@ -1,9 +1,12 @@
 """Regenerate the README screenshots in docs/images/ from a real napari viewer.
 
-    xvfb-run -a -s "-screen 0 1600x1100x24" .venv/bin/python scripts/make_screenshots.py
+    xvfb-run -a -s "-screen 0 1920x1080x24" .venv/bin/python scripts/make_screenshots.py
+    xvfb-run -a -s "-screen 0 1366x768x24" .venv/bin/python scripts/make_screenshots.py \
+        --size 1366x768 --out /tmp/shots-laptop
 
-Each picture: a sample slide opened with the napari-gbm reader, the Slide & tiles widget
-run with its defaults, the viewer (dock included) captured. The script fails if a
+Each picture: a sample slide opened with the napari-gbm reader, a widget run, the whole
+window (docks included) captured at ``--size`` (default 1920x1080, a desktop screen; the
+README's pictures), as a user sees it on a screen of that size. The script fails if a
 capture comes back blank.
 """
 
@@ -17,6 +20,12 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "images"
+SIZE = (1920, 1080)
+
+
+def _window(viewer: object) -> None:
+    """The window at the screen size, as a maximised window on that screen."""
+    viewer.window._qt_window.resize(*SIZE)  # type: ignore[attr-defined]
 
 
 def _settle(seconds: float) -> None:
@@ -47,7 +56,7 @@ def capture(sample: str, filename: str, tile_size: int) -> None:
     from napari_gbm.widgets._slide_tiles import SlideTilesWidget
 
     viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.resize(1500, 950)
+    _window(viewer)
     viewer.open_sample("napari-gbm", sample)
     widget = SlideTilesWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Slide & tiles")
@@ -81,7 +90,7 @@ def capture_analysis(filename: str) -> None:
         AnalyzeParams(cells=CellParams(stain="hdab", texture=False)),
     )
     viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.resize(1500, 950)
+    _window(viewer)
     layers = viewer.open(str(out), plugin="napari-gbm")
     by_name = {ly.name: ly for ly in layers}
     name = next(n for n in by_name if n.endswith("Ki-67 index (%)"))
@@ -111,7 +120,7 @@ def capture_cohort(filename: str) -> None:
     cohort.slides.to_parquet(root / "slides.parquet")
     cohort.clinical.to_csv(root / "clinical.csv", index=False)
     viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.resize(1500, 950)
+    _window(viewer)
     viewer.open_sample("napari-gbm", "synthetic_gbm_ki67")
     widget = CohortWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Cohort & stratification")
@@ -134,7 +143,43 @@ def capture_cohort(filename: str) -> None:
     _save(viewer, filename)
 
 
+def capture_cells_region(filename: str) -> None:
+    """CMU-1: a rectangle drawn in the user's own Shapes layer, the Cells widget run on
+    the drawn region: nuclei outlined, cells as rings, the region outlined and named."""
+    import napari
+
+    from napari_gbm.widgets._cells import CellsWidget
+
+    viewer = napari.Viewer(show=True)
+    _window(viewer)
+    [slide] = viewer.open_sample("napari-gbm", "cmu1_small_region")
+    rect = np.array([[500, 300], [500, 600], [760, 600], [760, 300]], float)  # µm
+    viewer.add_shapes([rect], shape_type="rectangle", name="my region", face_color="transparent",
+                      edge_color="cyan", edge_width=2, units=("um", "um"))  # fmt: skip
+    widget = CellsWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Cells")
+    widget._layer.value = slide
+    widget._scope.value = "drawn region"
+    widget._shapes.reset_choices()
+    widget._shapes.value = viewer.layers["my region"]
+    widget.run()
+    while widget._worker is not None:
+        _settle(0.1)
+    viewer.layers.selection.active = slide
+    viewer.canvas.overlays["scale_bar"].visible = True
+    viewer.camera.center = (630, 450)
+    viewer.camera.zoom = min(SIZE) / 420  # the region and its surroundings
+    _settle(1.0)
+    _save(viewer, filename)
+
+
 if __name__ == "__main__":
+    if "--size" in sys.argv:
+        w, h = sys.argv[sys.argv.index("--size") + 1].lower().split("x")
+        SIZE = (int(w), int(h))
+    if "--out" in sys.argv:
+        OUT = Path(sys.argv[sys.argv.index("--out") + 1])
+    capture_cells_region("cells_region_cmu1.png")
     capture_cohort("cohort_stratification.png")
     capture_analysis("analysis_synthetic_ki67.png")
     if "--analysis-only" in sys.argv:

@@ -261,6 +261,21 @@ def test_all_docks_fit_a_laptop_screen(make_napari_viewer: Any, cmu_path: Path) 
     assert size.width() <= 1366 and size.height() <= 768, (size.width(), size.height())
     for w in docks:  # the scroll area shows the controls' full width
         assert w.native.viewport().width() >= w.body.minimumSizeHint().width(), type(w).__name__
+    # a long result line wraps inside the dock instead of widening its body past the
+    # visible width (which cut off the right edge of every control)
+    cells = docks[1]
+    cells._status.value = (
+        "shape 1 of 1 in 'my region' (0.078 mm², outlined): 287 cells, 3679/mm², "
+        "positive 12.5 %\nslide calibration: counterstain level 0.330 OD\nwarning: nuclei "
+        "are small for tissue (median 12 µm², 48 % near the smallest kept; usually 25-55 "
+        "µm²): the pixel size (0.2 µm/px) may be wrong, the true one larger"
+    )
+    for _ in range(20):
+        QApplication.processEvents()
+        time.sleep(0.02)
+    assert cells.body.width() <= cells.native.viewport().width()
+    assert cells.body.sizeHint().width() <= cells.native.viewport().width()
+    assert cells._status.native.height() > cells._stain.native.height()  # it wrapped
 
 
 def test_sample_generation_keeps_the_window_alive(make_napari_viewer, tmp_path, monkeypatch):

@@ -162,7 +162,7 @@ def draw_km(
     if k > 1 and len(np.unique(codes)) > 1:
         result = logrank_test(t, e, codes)
         legend_title = f"log-rank p = {_format_p(result.p_value)}"
-    ax.legend(title=legend_title, loc="lower left", fontsize="small", title_fontsize="small")
+    ax.legend(title=legend_title, loc="best", fontsize="small", title_fontsize="small")
     ax.set_ylim(0.0, 1.05)
     ax.set_xlim(0.0, t_max * 1.02)
     ax.set_ylabel("survival probability")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from magicgui.widgets import Container
+from magicgui.widgets import Container, Label, Widget
 
 
 class ScrollingDock(Container):
@@ -29,10 +29,18 @@ class ScrollingDock(Container):
     def fit_width(self) -> None:
         """Keep the controls' full width (only the height scrolls): call once the dock's
         widgets are added."""
-        from qtpy.QtWidgets import QLabel
+        from qtpy.QtWidgets import QLabel, QSizePolicy
 
         for label in self.body.findChildren(QLabel):  # long status lines wrap, not widen
             label.setWordWrap(True)
+        # a wrapped label still asks for a comfortable width (up to ~400 px): a long result
+        # line made the body wider than the dock and cut off the right edge of every
+        # control. Value labels (status lines, not the row names) take the width given.
+        for widget in _walk(self):
+            if isinstance(widget, Label):
+                policy = widget.native.sizePolicy()
+                policy.setHorizontalPolicy(QSizePolicy.Policy.Ignored)
+                widget.native.setSizePolicy(policy)
         self.body.layout().addStretch(1)  # rows stay together at the top of a tall dock
         scroll = self.root_native_widget
         bar = scroll.verticalScrollBar().sizeHint().width()
@@ -42,3 +50,12 @@ class ScrollingDock(Container):
     def body(self) -> Any:
         """The Qt widget inside the scroll area (its layout holds the controls)."""
         return self.root_native_widget.widget()
+
+
+def _walk(container: Container) -> list[Widget]:
+    out: list[Widget] = []
+    for widget in container:
+        out.append(widget)
+        if isinstance(widget, Container):
+            out.extend(_walk(widget))
+    return out
