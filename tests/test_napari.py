@@ -100,6 +100,7 @@ def test_open_slide_in_viewer_renders_lazily(make_napari_viewer: Any, tmp_path: 
         [layer] = viewer.open(str(path), plugin="napari-gbm")
         assert layer.multiscale and len(layer.data) == 5
         np.testing.assert_allclose(layer.scale, (0.25, 0.25))
+        assert viewer.canvas.overlays["scale_bar"].visible  # a slide in µm: the bar is on
         img = _screenshot(viewer)
     finally:
         slide_mod._LevelArray.__getitem__ = orig  # type: ignore[method-assign]
@@ -196,6 +197,7 @@ def test_widget_user_mpp_rescales_a_slide_without_one(
     viewer = make_napari_viewer(show=False)
     [slide_layer] = viewer.open(str(tcga_path), plugin="napari-gbm")
     np.testing.assert_allclose(slide_layer.scale, (1, 1))  # pixels: no mpp in the file
+    assert not viewer.canvas.overlays["scale_bar"].visible  # no µm to show yet
     widget = SlideTilesWidget(viewer)
     assert "unknown" in widget._info.value and widget._mpp.value == 0.0
     widget._mpp.value = 0.25

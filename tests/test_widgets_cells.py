@@ -271,6 +271,7 @@ def test_analysis_folder_reopens_with_its_layers(make_napari_viewer, synthetic_k
     assert len(cells.data) == s["n_cells"]
     # one unit for every layer, so the scale bar can show µm (no "inconsistent units")
     assert {str(u) for ly in layers for u in ly.units} == {"micrometer"}
+    assert viewer.canvas.overlays["scale_bar"].visible  # on, in µm, from the first view
     assert cells.metadata["napari_gbm"]["analysed_tissue_area_mm2"] == pytest.approx(
         s["analysed_tissue_area_mm2"]
     )

@@ -48,7 +48,22 @@ class _Reader:
             if slide.mpp is None:
                 _warn(f"{slide.path.name}: {slide.mpp_message}. Shown in pixels.")
             layers.append(slide_layer(slide))
+        if any(slide.mpp for slide in self.slides):
+            _scale_bar_on()
         return layers
+
+
+def _scale_bar_on() -> None:
+    """Show napari's scale bar: a slide in µm is read with one (a reader returns layer
+    data only, so the viewer is the current one; nothing happens without one)."""
+    try:
+        from napari import current_viewer
+
+        viewer = current_viewer()
+        if viewer is not None:
+            viewer.canvas.overlays["scale_bar"].visible = True
+    except Exception:  # an older napari without canvas overlays: the bar stays as it was
+        pass
 
 
 def _warn(message: str) -> None:
@@ -163,4 +178,6 @@ def read_analysis_folder(path: PathOrPaths) -> list[LayerData]:
                 metadata={**meta, "scope": "slide", "analysed_tissue_area_mm2": area},
             )
         )
+    if mpp:
+        _scale_bar_on()
     return layers
