@@ -156,28 +156,44 @@ def test_plain_image_at_another_pixel_size_maps_back_to_its_pixels(
     assert len(ia) >= 0.85 * len(a)
 
 
-def test_blank_image_gives_an_empty_table_with_columns(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("name", "pixels", "reason"),
+    [
+        ("glass", np.full((600, 600, 3), 245, np.uint8), "no cells found in the whole image"),
+        ("black", np.zeros((600, 600, 3), np.uint8), "no cells found"),
+        ("one-pixel", np.full((1, 1, 3), 120, np.uint8), "1 x 1 px: too small"),
+    ],
+)
+def test_an_image_without_cells_is_a_failure_not_an_empty_result(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, pixels: np.ndarray, reason: str
+) -> None:
+    """Glass, an all-black image or a 1x1 image: exit 2 with the reason, as ``tile`` does,
+    and no folder that could pass for a result (issue 14)."""
     from PIL import Image
 
+    Image.fromarray(pixels).save(tmp_path / f"{name}.png")
+    out = tmp_path / "o"
+    assert main(["analyze", str(tmp_path / f"{name}.png"), "--mpp", "0.5", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert reason in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_the_cell_streamer_writes_an_empty_table_with_its_columns(tmp_path: Path) -> None:
+    """No cell in any tile: the Parquet file still has every column (the schema)."""
+    from PIL import Image
+
+    from napari_gbm.cells import CellParams, analyze_cells_to_parquet
+    from napari_gbm.slide import Slide
+    from napari_gbm.tiling import TilingParams, make_tile_grid
+
     Image.fromarray(np.full((600, 600, 3), 245, np.uint8)).save(tmp_path / "glass.png")
-    with pytest.warns(UserWarning, match="no tissue"):
-        assert (
-            main(
-                [
-                    "analyze",
-                    str(tmp_path / "glass.png"),
-                    "--mpp",
-                    "0.5",
-                    "--out",
-                    str(tmp_path / "o"),
-                ]
-            )
-            == 0
-        )
-    cells = pd.read_parquet(tmp_path / "o" / "cells.parquet")
+    with Slide(tmp_path / "glass.png", mpp=0.5) as slide:
+        grid = make_tile_grid(slide, None, TilingParams(overlap_px=96))
+        analyze_cells_to_parquet(slide, grid, tmp_path / "cells.parquet", CellParams())
+    cells = pd.read_parquet(tmp_path / "cells.parquet")
     assert len(cells) == 0
     assert list(cells.columns) == [c.name for c in cell_table_columns(("hematoxylin", "eosin"))]
-    assert json.loads((tmp_path / "o" / "summary.json").read_text())["n_cells"] == 0
 
 
 def test_analyze_without_mpp_says_how(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -162,3 +162,123 @@ def test_cli_rejects_bad_numbers(cmu_path: Path, tmp_path: Path) -> None:
     assert e.value.code == 2
     assert main(["tile", str(cmu_path), "--out", str(tmp_path / "o"), "--overlap", "5000"]) == 2
     assert not (tmp_path / "o").exists()
+
+
+# -- issue 14: output folders, absurd values, finished folders ----------------------------
+
+
+@pytest.mark.parametrize("where", ["a file", "under a file"])
+@pytest.mark.parametrize("command", ["analyze", "tile"])
+def test_unusable_output_folder_is_refused_before_any_work(
+    where: str, command: str, tmp_path: Path, cmu_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    afile = tmp_path / "results"
+    afile.write_text("not a folder")
+    out = afile if where == "a file" else afile / "sub"
+    assert main([command, str(cmu_path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "choose a folder" in err
+    assert ("is a file" in err) if where == "a file" else (f"lies under {afile}" in err)
+    assert "tile 1/" not in err  # refused before the first tile
+    assert afile.read_text() == "not a folder"
+
+
+def test_output_folder_that_cannot_be_written(tmp_path: Path) -> None:
+    """A folder the process cannot write to: /proc is read-only for everyone, root too
+    (root ignores chmod, so a chmod-ed folder would not test this)."""
+    from napari_gbm.outputs import check_output_folder
+
+    with pytest.raises(ValueError, match=r"/proc/napari-gbm-out cannot be written"):
+        check_output_folder("/proc/napari-gbm-out")
+    assert check_output_folder(tmp_path / "new" / "deeper") == tmp_path / "new" / "deeper"
+    assert not (tmp_path / "new").exists()  # checked, not created
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (["--mpp", "1e-6"], "makes this 2967-px slide 0.00297 µm long"),
+        (["--mpp", "1e6"], "makes this 2967-px slide 2.97e+03 m long"),
+        (["--target-mpp", "1000"], "coarser than 2 µm/px"),
+        (["--target-mpp", "0.05"], "9.98x finer than the slide's 0.499 µm/px"),
+    ],
+)
+def test_absurd_scales_are_refused_at_once(
+    args: list[str], reason: str, tmp_path: Path, cmu_path: Path, capsys
+) -> None:
+    """Values that hung tissue detection for minutes or asked for terabytes: exit 2 in
+    well under a second of work, nothing written."""
+    import time
+
+    t0 = time.perf_counter()
+    assert main(["analyze", str(cmu_path), "--out", str(tmp_path / "o"), *args]) == 2
+    assert time.perf_counter() - t0 < 10
+    assert reason in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_tile_grid_coarser_than_tissue_detection_is_refused(tmp_path: Path, cmu_path: Path, capsys):
+    assert main(["tile", str(cmu_path), "--out", str(tmp_path / "t"), "--target-mpp", "1000"]) == 2
+    assert "coarser than 8 µm/px" in capsys.readouterr().err
+
+
+def test_too_small_an_overlap_is_raised_with_a_note(tmp_path: Path, cmu_path: Path, capsys) -> None:
+    """--overlap below the halo detection needs would make cells depend on the grid: it
+    is raised to the halo, said in one line, and recorded."""
+    import json
+
+    from napari_gbm.cells import CellParams
+    from napari_gbm.pipeline import needed_overlap_px
+
+    out = tmp_path / "o"
+    assert main(["analyze", str(cmu_path), "--out", str(out), "--overlap", "8"]) == 0
+    need = needed_overlap_px(CellParams(), 0.5)
+    err = capsys.readouterr().err
+    assert f"note: a tile overlap of 8 px is less than the {need} px" in err
+    used = json.loads((out / "summary.json").read_text())["parameters"]["tiling"]["overlap_px"]
+    assert used == need
+
+
+def test_tile_refuses_to_write_into_a_finished_analysis(tmp_path: Path, cmu_path: Path, capsys):
+    out = tmp_path / "o"
+    assert main(["analyze", str(cmu_path), "--out", str(out), "--no-texture"]) == 0
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    assert main(["tile", str(cmu_path), "--out", str(out), "--tile-size", "256"]) == 2
+    assert "holds a finished analysis" in capsys.readouterr().err
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+
+
+def test_a_new_run_removes_what_a_killed_run_left(tmp_path: Path, cmu_path: Path) -> None:
+    out = tmp_path / "o"
+    (out / ".cells-abc123").mkdir(parents=True)
+    (out / ".cells-abc123" / "part-0.parquet").write_bytes(b"half")
+    (out / ".cells.parquet.xyz.tmp").write_bytes(b"half")
+    assert main(["analyze", str(cmu_path), "--out", str(out), "--no-texture"]) == 0
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    assert (out / "summary.json").is_file()
+
+
+def test_interrupted_run_says_the_folder_is_incomplete(tmp_path: Path, synthetic_he: Path) -> None:
+    """SIGINT during an analysis: exit 130, and the message says the folder is incomplete
+    (not 'no partial output was left'); no summary.json, no temporary files."""
+    import signal
+    import time
+
+    out = tmp_path / "o"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "napari_gbm.cli", "analyze", str(synthetic_he), "--out", str(out),
+         "--tile-size", "256"],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not (out / "summary.json").exists() and time.monotonic() < deadline:
+        if out.is_dir() and any(out.glob(".cells-*")):  # tiles are being analysed
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert f"interrupted; {out} is incomplete" in err
+    assert "no partial output" not in err
+    assert not (out / "summary.json").exists()
+    assert not list(out.glob(".cells-*")) and not list(out.glob(".*.tmp"))

@@ -282,6 +282,12 @@ def cmd_tile(args: argparse.Namespace) -> int:
         "tiling": grid.metadata(),
     }
     out: Path = args.out
+    if (out / "summary.json").is_file():
+        # its tiles.parquet and overview.png belong to the analysis: replacing them would
+        # leave a folder that reads as complete with another run's tiles
+        raise UsageError(
+            f"{out} holds a finished analysis (summary.json): write the tiles to another folder"
+        )
     out.mkdir(parents=True, exist_ok=True)
     write_parquet(grid.tiles, out / "tiles.parquet", metadata=meta)
     write_png((tissue.mask * 255).astype("uint8"), out / "tissue_mask.png")
@@ -359,8 +365,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    summary = analyze_slide(args.path, args.out, params, mpp=args.mpp, progress=progress)
-    print(file=sys.stderr)
+    try:
+        summary = analyze_slide(args.path, args.out, params, mpp=args.mpp, progress=progress)
+    finally:
+        print(file=sys.stderr)  # end the progress line, also before an error message
     line = f"{name}: {summary['n_cells']} cells"
     if summary.get("cell_density_per_mm2") is not None:
         line += f", {summary['cell_density_per_mm2']:.0f} cells/mm²"
@@ -674,19 +682,37 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import warnings
+
+    from napari_gbm.outputs import check_output_folder
     from napari_gbm.slide import SlideError
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    out = getattr(args, "out", None)
+
+    def note(message: Any, *_: Any, **__: Any) -> None:  # one line, not a source location
+        print(f"napari-gbm {args.command}: note: {message}", file=sys.stderr)
+
     try:
-        return int(args.func(args))
+        with warnings.catch_warnings():
+            warnings.showwarning = note
+            if isinstance(out, Path):
+                check_output_folder(out)  # a file, under a file, read-only: before any work
+            return int(args.func(args))
     except (SlideError, UsageError, ValueError, FileNotFoundError) as exc:
         print(f"napari-gbm {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(
-            f"napari-gbm {args.command}: interrupted; no partial output was left", file=sys.stderr
+        # each output file is written atomically and the completion marker last, so the
+        # folder does not look finished; it is not emptied either (a cohort keeps its
+        # finished slides for the next run)
+        where = (
+            f"; {out} is incomplete: run the same command again to finish it"
+            if isinstance(out, Path) and out.is_dir()
+            else "; nothing was written"
         )
+        print(f"napari-gbm {args.command}: interrupted{where}", file=sys.stderr)
         return 130
 
 

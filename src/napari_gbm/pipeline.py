@@ -8,11 +8,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,51 @@ class NoTissueError(SlideError):
         super().__init__(path, reason, read_failure=False)
 
 
+#: the coarsest analysis resolution: nuclei (about 6 µm) must span a few pixels
+MAX_ANALYSIS_MPP = 2.0
+#: how much finer than the slide the analysis grid may be (more only interpolates)
+MAX_UPSAMPLING = 2.0
+
+
+def check_scales(
+    slide: Slide,
+    tissue_params: TissueParams,
+    tiling_params: TilingParams,
+    *,
+    max_target_mpp: float | None = None,
+) -> None:
+    """Refuse resolutions that make no sense for this slide, before any work: a tile grid
+    coarser than tissue detection (or than ``max_target_mpp``), or more than
+    :data:`MAX_UPSAMPLING` times finer than the slide. Such values hung tissue detection
+    or tiling for minutes (``--target-mpp 1000``) or asked for terabytes.
+
+    Raises
+    ------
+    SlideError
+        With the values, the limit and what to use instead (``read_failure=False``).
+    """
+    mpp = slide.require_mpp()
+    target = tiling_params.target_mpp
+    coarsest = tissue_params.resolution_um
+    if max_target_mpp is not None:
+        coarsest = min(coarsest, max_target_mpp)
+    if target > coarsest:
+        raise SlideError(
+            slide.path,
+            f"a target resolution of {target:g} µm/px is coarser than {coarsest:g} µm/px "
+            "(nuclei would be a pixel or less); use 0.25-1 µm/px (0.5 is the default)",
+            read_failure=False,
+        )
+    if target < mpp / MAX_UPSAMPLING:
+        raise SlideError(
+            slide.path,
+            f"a target resolution of {target:g} µm/px is {mpp / target:.3g}x finer than the "
+            f"slide's {mpp:g} µm/px: it would only interpolate; use at least "
+            f"{mpp / MAX_UPSAMPLING:.3g} µm/px",
+            read_failure=False,
+        )
+
+
 def tile_slide(
     slide: Slide,
     tissue_params: TissueParams | None = None,
@@ -59,7 +105,7 @@ def tile_slide(
         If no tissue is found, or no tile has more tissue than the cut.
     """
     tiling_params = tiling_params or TilingParams()
-    slide.require_mpp()
+    check_scales(slide, tissue_params or TissueParams(), tiling_params)
     tissue = detect_tissue(slide, tissue_params)
     if not tissue.mask.any():
         raise NoTissueError(
@@ -98,9 +144,21 @@ class AnalyzeParams:
     fixed_calibration: dict[str, Any] | None = None
 
     def resolved_tiling(self) -> TilingParams:
-        if self.tiling is not None:
+        """The tile grid used: ``tiling`` with its overlap raised to the halo detection
+        needs (:func:`needed_overlap_px`) if it was less: with less, cells near tile edges
+        would depend on the grid (``analyze_slide`` warns when it raises it)."""
+        if self.tiling is None:
+            return TilingParams(overlap_px=needed_overlap_px(self.cells, TilingParams().target_mpp))
+        need = needed_overlap_px(self.cells, self.tiling.target_mpp)
+        if self.tiling.overlap_px >= need:
             return self.tiling
-        return TilingParams(overlap_px=needed_overlap_px(self.cells, TilingParams().target_mpp))
+        if need >= self.tiling.tile_size_px:
+            raise ValueError(
+                f"tiles of {self.tiling.tile_size_px} px cannot hold the {need}-px overlap "
+                f"nucleus detection needs at {self.tiling.target_mpp:g} µm/px; use tiles of "
+                f"at least {4 * need} px (1024 is the default)"
+            )
+        return replace(self.tiling, overlap_px=need)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -155,15 +213,26 @@ def analyze_slide(
         stain_preset,
     )
     from napari_gbm.io import atomic_path, file_fingerprint, write_json, write_parquet, write_png
+    from napari_gbm.outputs import check_output_folder, remove_leftovers
     from napari_gbm.overview import render_overview
 
     t_start = time.perf_counter()
     params = params or AnalyzeParams()
+    check_output_folder(out, "the output folder")  # before minutes of work, not after
     slide = source if isinstance(source, Slide) else Slide(source, mpp=mpp)
     slide_mpp = slide.require_mpp()
     slide_id = slide_id or slide.path.stem
-    tissue = detect_tissue(slide, params.tissue)
     tiling = params.resolved_tiling()
+    if params.tiling is not None and tiling.overlap_px != params.tiling.overlap_px:
+        warnings.warn(
+            f"a tile overlap of {params.tiling.overlap_px} px is less than the "
+            f"{tiling.overlap_px} px nucleus detection needs at {tiling.target_mpp:g} µm/px "
+            "(cells at tile edges would depend on the grid): using "
+            f"{tiling.overlap_px} px",
+            stacklevel=2,
+        )
+    check_scales(slide, params.tissue, tiling, max_target_mpp=MAX_ANALYSIS_MPP)
+    tissue = detect_tissue(slide, params.tissue)
     grid = make_tile_grid(slide, tissue, tiling)
     whole_image = grid.selected.empty
     if whole_image:
@@ -210,8 +279,10 @@ def analyze_slide(
         "calibration": cal.to_dict() if cal is not None else None,
     }
     out = Path(out)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").unlink(missing_ok=True)  # re-running: the folder is incomplete now
+    remove_leftovers(out)  # temporary files of a run that was killed
     analyze_cells_to_parquet(
         slide,
         grid,
@@ -225,6 +296,22 @@ def analyze_slide(
         progress=progress,
         cancel=cancel,
     )
+    if pq.ParquetFile(out / "cells.parquet").metadata.num_rows == 0:
+        # nothing to measure: a failure with its reason, not a result that looks complete
+        (out / "cells.parquet").unlink(missing_ok=True)
+        if created:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # the folder this run made, if nothing else is in it
+        where = (
+            "the whole image (no tissue was found)"
+            if whole_image
+            else f"{tissue.tissue_area_mm2:.3g} mm² of tissue"
+        )
+        raise NoTissueError(
+            slide.path,
+            f"no cells found in {where}; is the image blank, out of focus, or not "
+            f"{'H&E' if params.cells.stain == 'he' else 'H-DAB'}? Nothing was written",
+        )
     cells = pq.read_table(out / "cells.parquet", columns=[*CELL_COLUMNS, "positive_class"])
     w0, h0 = slide.dimensions
     mask = np.ones((1, 1), bool) if whole_image else tissue.mask

@@ -28,6 +28,11 @@ __all__ = ["MPP_RANGE_UM", "Slide", "SlideError"]
 #: Pixel sizes outside this range (µm/px) are treated as missing metadata: a TIFF's
 #: default 72 dpi would otherwise claim 352 µm/px.
 MPP_RANGE_UM = (0.02, 100.0)
+#: the longest side of a slide at its pixel size, in µm: 1 µm to 1 m (a pixel size given
+#: outside this makes the slide absurd, and is refused)
+PHYSICAL_SIDE_UM = (1.0, 1e6)
+#: an image smaller than this on its long side holds no cell to analyse
+MIN_SIDE_PX = 16
 
 
 class Slide:
@@ -54,6 +59,33 @@ class Slide:
             raise ValueError(f"mpp must be a positive number of µm per pixel, got {mpp!r}")
         self._mpp_override = None if mpp is None else float(mpp)
         self._backend: Backend = open_backend(self.path)
+        if mpp is not None:
+            self._check_physical_size(float(mpp))
+
+    def _check_physical_size(self, mpp: float) -> None:
+        """A pixel size that makes the slide smaller than a micrometre or larger than a
+        metre is a typo (1e-6 for 1e-6 m, 0.5 mm for 0.5 µm): refused before any work (it
+        hung tissue detection, or asked for terabytes)."""
+        w, h = self._backend.level_dimensions[0]
+        if max(w, h) < MIN_SIDE_PX:
+            self.close()
+            raise SlideError(
+                self.path,
+                f"the image is {w} x {h} px: too small to hold tissue to analyse",
+                read_failure=False,
+            )
+        side_um = max(w, h) * mpp
+        lo, hi = PHYSICAL_SIDE_UM
+        if not (lo <= side_um <= hi):
+            size = f"{side_um:.3g} µm" if side_um < 1e4 else f"{side_um / 1e6:.3g} m"
+            self.close()
+            raise SlideError(
+                self.path,
+                f"pixel size {mpp:g} µm/px makes this {max(w, h)}-px slide {size} long; "
+                f"a slide is {lo:g} µm to {hi / 1e6:g} m: give the pixel size in µm per "
+                "pixel (0.25 for a 40x scan, 0.5 for 20x)",
+                read_failure=False,
+            )
 
     # -- pickling: by path, reopened on the other side ---------------------------------
     def __reduce__(self) -> tuple[Any, ...]:

@@ -1,0 +1,72 @@
+"""Output folders: checked before any work, and cleared of what interrupted runs left.
+
+A run that fails after minutes of work because ``--out`` is a file, lies under a file,
+or cannot be written wastes the user's time and leaves a traceback. :func:`check_output_folder`
+says so in one line before anything is read. :func:`remove_leftovers` deletes the hidden
+temporary files and folders (``.*.tmp``, ``.cells-*``) that a killed run leaves in an
+output folder; the writers (:mod:`napari_gbm.io`) remove their own on any error they
+live through, but not on SIGKILL or a worker process torn down mid-write.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+__all__ = ["LEFTOVER_PATTERNS", "check_output_folder", "remove_leftovers"]
+
+#: hidden temporary names of the atomic writers (io.atomic_path) and the cell streamer
+LEFTOVER_PATTERNS = (".*.tmp", ".cells-*")
+
+
+def check_output_folder(path: str | os.PathLike[str], what: str = "--out") -> Path:
+    """Make sure ``path`` is, or can become, a writable folder (it is not created here:
+    a bad slide found next leaves no empty folder behind); return it.
+
+    Raises
+    ------
+    ValueError
+        Naming ``what`` (the option or field), the path and the reason: it is a file, a
+        part of it is a file, or it cannot be created or written (permissions, a
+        read-only file system).
+    """
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{what} {out} is a file, not a folder; choose a folder")
+    target = out
+    if not out.exists():  # nothing is created here: the nearest existing parent must do
+        target = next((p for p in out.parents if p.exists()), Path("."))
+        if not target.is_dir():
+            raise ValueError(f"{what} {out} lies under {target}, which is a file; choose a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", suffix=".tmp", dir=target)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ValueError(
+            f"{what} {out} cannot be written ({reason}); choose a folder you can write to"
+        ) from None
+    return out
+
+
+def remove_leftovers(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files and folders of interrupted runs in ``folder`` (not in
+    its subfolders); returns what was removed."""
+    folder = Path(folder)
+    removed: list[Path] = []
+    if not folder.is_dir():
+        return removed
+    for pattern in LEFTOVER_PATTERNS:
+        for p in folder.glob(pattern):
+            try:
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p)
+                else:
+                    p.unlink()
+                removed.append(p)
+            except OSError:
+                continue  # another process's file in use, or gone already
+    return removed
