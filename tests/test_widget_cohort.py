@@ -248,12 +248,17 @@ def test_cohort_widget_bad_input_becomes_notifications(
     (tmp_path / "garbage.csv").write_bytes(bytes(range(256)) * 20)
     widget._path.value = tmp_path / "garbage.csv"
     assert not widget.load()
-    assert "could not read the cohort table garbage.csv" in last()
+    assert last().startswith("could not read the cohort table: ")
+    assert "garbage.csv is not a text table" in last()
     (tmp_path / "words.csv").write_text("lorem ipsum dolor sit amet\n")
     widget._path.value = tmp_path / "words.csv"
     assert not widget.load()
-    assert "words.csv has 0 rows" in last()
+    assert "words.csv has no rows under its header" in last()
     assert widget._status.value == last()
+    (tmp_path / "one_column.csv").write_text("patient_id\nP1\nP2\n")
+    widget._path.value = tmp_path / "one_column.csv"
+    assert not widget.load()
+    assert "one_column.csv has 2 rows and 1 column(s) ['patient_id']" in last()
 
     # the slide table alone has no survival columns: none is chosen, and Run says so
     widget._path.value = root / "slides.parquet"
@@ -278,6 +283,45 @@ def test_cohort_widget_bad_input_becomes_notifications(
     assert "stratification failed: time must be > 0; 1 subject(s)" in last()
     assert widget._run_btn.enabled
     assert not (tmp_path / "out" / "metrics.json").exists()
+
+
+def test_cohort_widget_reads_worded_events_and_categories(
+    make_napari_viewer: Any, qtbot: Any, cohort_files: dict[str, Any], tmp_path: Path
+) -> None:
+    """Events written Dead / alive and IDH written Mutant / WT (issue 14): the dock offers
+    the text column as a covariate and shows its hazard ratio against the reference."""
+    from napari_gbm.io import read_csv
+    from napari_gbm.widgets._cohort import CohortWidget
+
+    root, cohort = cohort_files["root"], cohort_files["cohort"]
+    clinical = cohort.clinical.astype({"event": object})
+    clinical["event"] = np.where(cohort.clinical.event, " Dead", "alive")
+    clinical["idh"] = np.where(clinical.pop("idh_mutant"), "Mutant", "WT")
+    clinical.to_csv(tmp_path / "clinical_words.csv", index=False)
+    viewer = make_napari_viewer(show=False)
+    widget = CohortWidget(viewer)
+    widget._path.value = root / "slides.parquet"
+    widget._clinical_path.value = tmp_path / "clinical_words.csv"
+    assert widget.load()
+    assert widget._event_col.value == "event"
+    assert "idh" in widget._covariates.choices and "idh" not in widget._group_by.choices
+    widget._covariates.value = ["positive_percent", "idh"]
+    widget._cv_folds.value = 0
+    widget._out.value = tmp_path / "out"
+    worker = widget.run()
+    assert worker is not None
+    with qtbot.waitSignal(worker.finished, timeout=180_000):
+        pass
+    _settle(0.2)
+    assert widget._results is not None, widget._status.value
+    hr = read_csv(tmp_path / "out" / "cox_summary.csv")
+    assert list(hr.covariate) == ["positive_percent", "idh=Mutant (vs WT)"]
+    table = widget._hr_table
+    texts = [table.item(1, j).text() for j in range(5)]
+    assert texts[:2] == ["idh=Mutant (vs WT)", f"{hr.hazard_ratio[1]:.3g}"]
+    assert texts[3] == "vs WT"
+    # the curves count the deaths written as words
+    assert sum(c.n_events for c in widget._results.curves) == int(cohort.clinical.event.sum())
 
 
 def test_slide_to_patient_matching(tmp_path: Path) -> None:

@@ -985,7 +985,7 @@ def _write_tables(
     t0: float,
 ) -> CohortResult:
     import napari_gbm
-    from napari_gbm.io import atomic_path, write_json, write_parquet
+    from napari_gbm.io import write_csv, write_json, write_parquet
 
     slides = _slides_table(cohort, outcomes)
     failures = _failures_table(cohort, outcomes)
@@ -1001,8 +1001,7 @@ def _write_tables(
     if patients is not None:
         write_parquet(patients, out / "patients.parquet", metadata=meta)
     write_parquet(failures, out / "failures.parquet", metadata=meta)
-    with atomic_path(out / "failures.csv") as tmp:
-        failures.to_csv(tmp, index=False)
+    write_csv(failures, out / "failures.csv")  # a slide named "=HYPERLINK(..)" stays text
     result = CohortResult(
         out=out,
         slides=slides,
@@ -1114,6 +1113,7 @@ def _stratify(
         covariates=list(covariates) if covariates else None,
         model=model,
         id_col="patient_id",
+        table_name=f"the manifest {cohort.source}",  # where time, event, categories come from
     )
 
 

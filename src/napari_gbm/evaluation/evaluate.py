@@ -233,12 +233,11 @@ def _write_image_outputs(
 ) -> None:
     from napari_gbm.evaluation.overlay import draw_overlay
     from napari_gbm.evaluation.report import point_table
-    from napari_gbm.io import atomic_path, write_png
+    from napari_gbm.io import write_csv, write_png
 
     m6, m4 = score.matchings[RADII_UM[-1]], score.matchings[RADII_UM[0]]
     table = point_table(truth, dets, m6, m4, item.mpp)
-    with atomic_path(out / "images" / f"{item.name}{suffix}.csv") as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6g")
+    write_csv(table, out / "images" / f"{item.name}{suffix}.csv", float_format="%.6g")
     overlay = draw_overlay(
         rgb,
         item.mpp,

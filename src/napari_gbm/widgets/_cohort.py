@@ -37,7 +37,7 @@ from magicgui.widgets import (
     SpinBox,
 )
 
-from napari_gbm.stratify import CUTOFFS, DEFAULT_COVARIATES, load_table
+from napari_gbm.stratify import CUTOFFS, DEFAULT_COVARIATES, MAX_LEVELS, event_indicator, load_table
 from napari_gbm.widgets._dock import ScrollingDock
 
 if TYPE_CHECKING:
@@ -48,7 +48,6 @@ __all__ = ["CohortResults", "CohortWidget", "KMCurve", "read_results", "slide_id
 MODEL_RISK = "model risk"
 SOURCES = ("table file", "cohort output folder")
 TABLE_FILTER = "*.csv *.tsv *.txt *.parquet"
-_EVENT_WORDS = {"1": 1.0, "0": 0.0, "true": 1.0, "false": 0.0, "yes": 1.0, "no": 0.0}
 _TIME_UNITS = ("months", "days", "weeks", "years")
 
 
@@ -87,14 +86,6 @@ class CohortResults:
         return str(rows["risk_group"].iloc[0]), float(rows["risk_score"].iloc[0])
 
 
-def event_indicator(values: pd.Series) -> np.ndarray:
-    """0/1 event indicators as float64, reading 1/0, true/false and yes/no as
-    :func:`napari_gbm.stratify.run_stratify` does."""
-    if values.dtype == object or pd.api.types.is_string_dtype(values):
-        values = values.astype(str).str.strip().str.lower().map(_EVENT_WORDS)
-    return _float(values)
-
-
 def _float(values: pd.Series) -> np.ndarray:
     """float64 values, NaN where missing or not a number."""
     return pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
@@ -127,7 +118,7 @@ def _survival_table(
         {
             id_col: base[id_col].to_numpy(),
             "time": _float(base[time_col]),
-            "event": event_indicator(base[event_col]),
+            "event": event_indicator(base[event_col], column=event_col),
         }
     )
 
@@ -151,14 +142,17 @@ def read_results(
         If ``out`` holds no complete run (no ``metrics.json``), or ``risk.csv`` names
         patients the tables do not have.
     """
+    from napari_gbm.io import read_csv
     from napari_gbm.survival import kaplan_meier
 
     out = Path(out)
     if not (out / "metrics.json").is_file():
         raise ValueError(f"{out} holds no finished stratification (no metrics.json)")
     metrics = json.loads((out / "metrics.json").read_text())
-    risk = pd.read_csv(out / "risk.csv", dtype={id_col: str})
-    hazard_ratios = pd.read_csv(out / "cox_summary.csv")
+    # read_csv gives back the ids as they were: "'=HYPERLINK(..)" in the file is the
+    # id "=HYPERLINK(..)" (write_csv's formula neutralisation undone)
+    risk = read_csv(out / "risk.csv", dtype={id_col: str})
+    hazard_ratios = read_csv(out / "cox_summary.csv")
     surv = _survival_table(table, clinical, id_col, metrics["time"], metrics["event"])
     patients = risk.merge(surv, on=id_col, how="left", validate="one_to_one", indicator=True)
     unknown = patients.loc[patients.pop("_merge") == "left_only", id_col].tolist()
@@ -340,7 +334,8 @@ class CohortWidget(ScrollingDock):
             label="event column",
             choices=[],
             nullable=True,
-            tooltip="1 / true / yes = death observed, 0 / false / no = censored.",
+            tooltip="1 / yes / true / dead / deceased = death observed, 0 / no / false / "
+            "alive / living = censored (any case); an empty cell is missing.",
         )
         self._group_by = ComboBox(
             label="stratify by",
@@ -360,8 +355,9 @@ class CohortWidget(ScrollingDock):
         self._covariates = Select(
             label="Cox covariates",
             choices=[],
-            tooltip="Covariates of the Cox (or MLP) model. None selected: the default "
-            "biomarkers " + ", ".join(DEFAULT_COVARIATES) + ".",
+            tooltip="Covariates of the Cox (or MLP) model: numbers, yes/no, or categories "
+            "(e.g. IDH Mutant / WT: one hazard ratio per level against the most frequent). "
+            "None selected: the default biomarkers " + ", ".join(DEFAULT_COVARIATES) + ".",
         )
         self._covariates.native.setMaximumHeight(120)
         self._model = ComboBox(
@@ -542,6 +538,26 @@ class CohortWidget(ScrollingDock):
                     out.append(str(c))
         return out
 
+    def _categorical_columns(self) -> list[str]:
+        """Text columns with 2 to MAX_LEVELS values (IDH Mutant / WT, sex M / F): Cox
+        covariates that run_stratify encodes as one 0/1 column per level."""
+        out: list[str] = []
+        for df in (self._table, self._clinical):
+            if df is None:
+                continue
+            for c in df.columns:
+                s = df[c]
+                if pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype):
+                    continue
+                try:
+                    text = s.dropna().astype(str).str.strip()
+                    n = text[text != ""].nunique()
+                except TypeError:  # unhashable cells
+                    continue
+                if 2 <= n <= MAX_LEVELS and str(c) not in out:
+                    out.append(str(c))
+        return out
+
     def _fill_columns(self) -> None:
         cols = self._columns()
         numeric = self._numeric_columns()
@@ -559,7 +575,8 @@ class CohortWidget(ScrollingDock):
         candidates = [c for c in numeric if c not in skip]
         self._group_by.choices = [MODEL_RISK, *candidates]
         self._group_by.value = MODEL_RISK
-        self._covariates.choices = candidates
+        categories = [c for c in self._categorical_columns() if c not in skip]
+        self._covariates.choices = [*candidates, *[c for c in categories if c not in candidates]]
         self._covariates.value = [c for c in DEFAULT_COVARIATES if c in candidates]
 
     def _show_saved(self, out: Path) -> None:
@@ -777,8 +794,8 @@ def _read(path: Path, what: str) -> pd.DataFrame:
     """A table via load_table, with every reading failure as a ValueError naming the file."""
     try:
         df = load_table(path)
-    except ValueError as exc:
-        raise ValueError(f"could not read the {what} {path.name}: {exc}") from None
+    except ValueError as exc:  # load_table's messages name the file
+        raise ValueError(f"could not read the {what}: {exc}") from None
     except Exception as exc:  # parser, encoding and Arrow errors of a damaged file
         raise ValueError(
             f"could not read the {what} {path.name} ({type(exc).__name__}: {exc}); "
