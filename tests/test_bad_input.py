@@ -282,3 +282,40 @@ def test_interrupted_run_says_the_folder_is_incomplete(tmp_path: Path, synthetic
     assert "no partial output" not in err
     assert not (out / "summary.json").exists()
     assert not list(out.glob(".cells-*")) and not list(out.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("fraction", [0.9, 0.99])
+def test_a_slide_cut_short_is_refused_not_read_as_a_plain_tiff(
+    fraction: float, tmp_path: Path, cmu_path: Path
+) -> None:
+    """Cut at 90 % or 99 % of its bytes, CMU-1's later directories lie beyond the end:
+    tifffile showed the pages before them and the file opened as a plain TIFF (6,010
+    'cells' were reported). It must be refused, saying so."""
+    data = cmu_path.read_bytes()
+    p = tmp_path / "cut.svs"
+    p.write_bytes(data[: int(len(data) * fraction)])
+    with pytest.raises(SlideError, match=r"truncated or damaged: its image directory \d+ lies"):
+        Slide(p)
+
+
+def test_a_damaged_header_gives_one_line(tmp_path: Path, cmu_path: Path) -> None:
+    """The first directory's entry count overwritten: one error line on stderr, not
+    hundreds of tifffile log lines."""
+    data = bytearray(cmu_path.read_bytes())
+    first_ifd = struct.unpack("<I", data[4:8])[0]
+    data[first_ifd : first_ifd + 2] = b"\xff\xff"  # 65535 entries: past the end
+    p = tmp_path / "damaged.svs"
+    p.write_bytes(bytes(data))
+    proc = subprocess.run(
+        [sys.executable, "-m", "napari_gbm.cli", "info", str(p)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "damaged" in lines[0], proc.stderr[-2000:]
+
+
+def test_a_file_claiming_a_vendor_format_is_not_read_as_a_plain_tiff(cmu_path: Path) -> None:
+    from napari_gbm._backends import _vendor_claim
+
+    assert _vendor_claim(cmu_path) == "Aperio SVS"

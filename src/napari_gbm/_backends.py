@@ -11,8 +11,11 @@ level 0 only for the region asked for.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -362,6 +365,14 @@ def open_backend(path: Path) -> Backend:
         except openslide.OpenSlideError as exc:
             reasons.append(f"OpenSlide ({fmt}): {exc}")
     if backend is None and is_tiff:
+        claim = _vendor_claim(path)
+        if claim is not None:
+            why = reasons[0] if reasons else "OpenSlide does not recognise it"
+            raise SlideError(
+                path,
+                f"the file looks like {claim} but OpenSlide cannot read it ({why}); it is "
+                "probably damaged: copy it again",
+            )
         try:
             backend = TiffBackend(path)
         except SlideError:
@@ -384,45 +395,120 @@ def open_backend(path: Path) -> Backend:
     return backend
 
 
-def _check_tiff_complete(path: Path, size: int) -> None:
-    """Refuse a TIFF whose tiles or strips point past the end of the file (a copy or a
-    download cut short): decoding them later would fail half-way through an analysis."""
-    import tifffile
+@contextlib.contextmanager
+def _quiet_tifffile() -> Iterator[None]:
+    """Silence tifffile's logger: a damaged header made it log about 300 lines; the one
+    line the user needs is the SlideError raised here."""
+    logger = logging.getLogger("tifffile")
+    was = logger.disabled
+    logger.disabled = True
+    try:
+        yield
+    finally:
+        logger.disabled = was
 
+
+def _ifd_chain_end(path: Path, size: int) -> tuple[int, int] | None:
+    """Walk the TIFF's chain of image directories (IFDs) by hand; return (index, offset)
+    of the first directory that lies (even in part) beyond the end of the file, or None
+    when every one is inside. tifffile stops at such a directory with a log line and
+    shows the pages before it, so a slide cut at 90 % of its bytes opened as a smaller
+    plain TIFF."""
     with open(path, "rb") as fh:
         head = fh.read(16)
-    order = "<" if head[:2] == b"II" else ">"
-    bigtiff = head[2:4] in (b"+\x00", b"\x00+")
-    first_ifd = int(
-        np.frombuffer(head[8:16] if bigtiff else head[4:8], order + ("u8" if bigtiff else "u4"))[0]
-    )
-    if first_ifd >= size:
+        order = "<" if head[:2] == b"II" else ">"
+        big = head[2:4] in (b"+\x00", b"\x00+")
+        off_t, count_t, entry = (("u8", "u8", 20) if big else ("u4", "u2", 12))
+        off_n, count_n = (8, 8) if big else (4, 2)
+        offset = int(np.frombuffer(head[8:16] if big else head[4:8], order + off_t)[0])
+        seen: set[int] = set()
+        index = 0
+        while offset and offset not in seen and index < 100_000:
+            seen.add(offset)
+            if offset + count_n > size:
+                return index, offset
+            fh.seek(offset)
+            n = int(np.frombuffer(fh.read(count_n), order + count_t)[0])
+            end = offset + count_n + n * entry + off_n
+            if end > size:
+                return index, offset
+            fh.seek(offset + count_n + n * entry)
+            offset = int(np.frombuffer(fh.read(off_n), order + off_t)[0])
+            index += 1
+    return None
+
+
+def _check_tiff_complete(path: Path, size: int) -> None:
+    """Refuse a TIFF that is cut short or damaged: a directory or an image block beyond
+    the end of the file. Decoding it later would fail half-way through an analysis, or
+    worse, a cut pyramid would open as a smaller image. "Truncated" is said only when
+    the evidence fits a cut (the missing blocks are the last ones of the file);
+    otherwise "damaged"."""
+    import tifffile
+
+    cut = _ifd_chain_end(path, size)
+    if cut is not None:
+        index, offset = cut
+        where = "first directory" if index == 0 else f"image directory {index + 1}"
         raise SlideError(
             path,
-            f"the file is truncated: its first directory lies beyond its end "
-            f"({size} bytes); copy it again",
+            f"the file is truncated or damaged: its {where} lies beyond its end "
+            f"(offset {offset}, file {size} bytes); copy it again",
         )
     try:
-        with tifffile.TiffFile(str(path)) as tif:
+        with _quiet_tifffile(), tifffile.TiffFile(str(path)) as tif:
             pages = list(tif.pages)
             if not pages:
                 raise SlideError(
                     path, "the TIFF has no readable image directory (truncated or damaged)"
                 )
+            inside_end, beyond_start, missing, total = 0, None, 0, 0
             for page in pages:
                 offsets = np.asarray(page.dataoffsets, dtype=np.int64)
-                counts = np.asarray(page.databytecounts, dtype=np.int64)
-                if offsets.size and int((offsets + counts).max()) > size:
-                    missing = int(((offsets + counts) > size).sum())
-                    raise SlideError(
-                        path,
-                        f"the file is truncated: {missing} of {offsets.size} image blocks of "
-                        f"page {page.index} lie beyond its end ({size} bytes); copy it again",
-                    )
+                ends = offsets + np.asarray(page.databytecounts, dtype=np.int64)
+                out = ends > size
+                total += offsets.size
+                missing += int(out.sum())
+                if (~out).any():
+                    inside_end = max(inside_end, int(ends[~out].max()))
+                if out.any():
+                    first = int(offsets[out].min())
+                    beyond_start = first if beyond_start is None else min(beyond_start, first)
+            if missing:
+                # a cut: every block past the end starts after every block inside it
+                cut_short = beyond_start is not None and beyond_start >= inside_end - 1
+                what = "truncated" if cut_short else "damaged"
+                raise SlideError(
+                    path,
+                    f"the file is {what}: {missing} of {total} image blocks lie beyond its "
+                    f"end ({size} bytes); copy it again",
+                )
     except SlideError:
         raise
     except Exception as exc:
         raise SlideError(path, f"the TIFF structure is damaged ({exc})") from exc
+
+
+def _vendor_claim(path: Path) -> str | None:
+    """The slide format a TIFF-based file claims to be (by its first directory), if any:
+    such a file that OpenSlide refuses is damaged, not a plain TIFF."""
+    import tifffile
+
+    try:
+        with _quiet_tifffile(), tifffile.TiffFile(str(path)) as tif:
+            page = tif.pages.first
+            description = str(page.description or "")
+            if description.startswith("Aperio"):
+                return "Aperio SVS"
+            if 65420 in page.tags:  # NDPI's format tag
+                return "Hamamatsu NDPI"
+            if "Leica" in description and path.suffix.lower() == ".scn":
+                return "Leica SCN"
+            if tif.is_philips:
+                return "Philips TIFF"
+    except Exception:
+        return None
+    return None  # the name alone proves nothing: a plain TIFF may be called .svs
 
 
 def _check_decodes(backend: Backend, path: Path) -> None:
