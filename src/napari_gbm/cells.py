@@ -174,6 +174,7 @@ def analyze_cells(
     positivity: PositivityParams | None = None,
     progress: Callable[[int, int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
+    tissue: TissueMask | None = None,
 ) -> pd.DataFrame:
     """Detect and measure every cell in the selected tiles of ``grid``, in memory.
 
@@ -190,6 +191,8 @@ def analyze_cells(
     progress : callable(tiles_done, tiles_total, cells_so_far), optional
     cancel : callable() -> bool, optional
         Checked before each tile; when it returns True, :class:`Cancelled` is raised.
+    tissue : the slide's tissue mask; when given, cells off the tissue are left out
+        (:meth:`~napari_gbm.tissue.TissueMask.on_tissue`).
 
     Returns
     -------
@@ -199,7 +202,9 @@ def analyze_cells(
     params = params or CellParams()
     stains, cal = _stains_and_calibration(slide, grid, params, stain_vectors, calibration)
     parts = list(
-        _cell_parts(slide, grid, params, stains, cal, slide_id, positivity, progress, cancel)
+        _cell_parts(
+            slide, grid, params, stains, cal, slide_id, positivity, progress, cancel, tissue
+        )
     )
     if not parts:
         return empty_cell_table(stains.names[:2])
@@ -226,6 +231,7 @@ def analyze_cells_to_parquet(
     positivity: PositivityParams | None = None,
     progress: Callable[[int, int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
+    tissue: TissueMask | None = None,
     row_group_rows: int = 65_536,
 ) -> np.ndarray:
     """Like :func:`analyze_cells`, but streamed to a Parquet file: memory holds one tile's
@@ -253,7 +259,7 @@ def analyze_cells_to_parquet(
         with pq.ParquetWriter(first, schema) as writer:
             buffer = _RowBuffer(writer, schema, row_group_rows)
             for part in _cell_parts(
-                slide, grid, params, stains, cal, slide_id, positivity, progress, cancel
+                slide, grid, params, stains, cal, slide_id, positivity, progress, cancel, tissue
             ):
                 per_tile += np.bincount(part["tile_id"].to_numpy(), minlength=len(per_tile))
                 xs.append(part["centroid_x_um"].to_numpy())
@@ -325,9 +331,12 @@ def _cell_parts(
     positivity: PositivityParams | None,
     progress: Callable[[int, int, int], None] | None,
     cancel: Callable[[], bool] | None,
+    tissue: TissueMask | None = None,
 ) -> Iterator[pd.DataFrame]:
     """Each selected tile's owned cells as a schema-conformed table (``cell_id`` running
     over the slide in tile order; neighbourhood columns NaN, filled by the caller).
+    With ``tissue``, cells whose centroid is off the tissue (beyond its margin, see
+    :meth:`TissueMask.on_tissue`) are dropped: glass, black borders, pen marks.
 
     Tiles run on ``params.tile_workers`` threads; results are taken in tile order."""
     tiles = list(grid.selected.itertuples(index=False))
@@ -335,7 +344,13 @@ def _cell_parts(
 
     def analyse(tile: Any) -> pd.DataFrame:
         rgb = read_tile(slide, grid, tile._asdict())
-        return _tile_cells(rgb, tile, grid, stains, params, calibration)
+        part = _tile_cells(rgb, tile, grid, stains, params, calibration)
+        if tissue is not None and len(part):
+            keep = tissue.on_tissue(
+                part["centroid_x_px"].to_numpy(), part["centroid_y_px"].to_numpy()
+            )
+            part = part[keep].reset_index(drop=True)
+        return part
 
     n_cells = 0
     results = _in_order(analyse, tiles, params.tile_workers, cancel)

@@ -295,6 +295,8 @@ def analyze_slide(
         positivity=params.biomarkers.positivity,
         progress=progress,
         cancel=cancel,
+        # cells on glass, black borders or pen marks are no cells (none without tissue)
+        tissue=None if whole_image else tissue,
     )
     if pq.ParquetFile(out / "cells.parquet").metadata.num_rows == 0:
         # nothing to measure: a failure with its reason, not a result that looks complete
