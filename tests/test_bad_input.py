@@ -319,3 +319,24 @@ def test_a_file_claiming_a_vendor_format_is_not_read_as_a_plain_tiff(cmu_path: P
     from napari_gbm._backends import _vendor_claim
 
     assert _vendor_claim(cmu_path) == "Aperio SVS"
+
+
+def test_a_declared_size_the_file_cannot_hold_is_refused(tmp_path: Path) -> None:
+    """A 1024² tiled TIFF whose header is edited to say 150000²: 4 tiles for 85,849. It
+    hung (tissue detection building an overview of 22 gigapixels of nothing)."""
+    small = tmp_path / "small.tif"
+    tifffile.imwrite(small, np.full((1024, 1024, 3), 200, np.uint8), tile=(512, 512),
+                     photometric="rgb")  # fmt: skip
+    data = bytearray(small.read_bytes())
+    with tifffile.TiffFile(small) as tif:
+        for name in ("ImageWidth", "ImageLength"):
+            tag = tif.pages[0].tags[name]
+            fmt = "<H" if tag.dtype == 3 else "<I"
+            data[tag.valueoffset : tag.valueoffset + struct.calcsize(fmt)] = struct.pack(
+                fmt, 150000
+            )
+    huge = tmp_path / "huge.tif"
+    huge.write_bytes(bytes(data))
+    with pytest.raises(SlideError, match=r"declares 150000 x 150000 px, which needs 85,849"):
+        Slide(huge)
+    Slide(small).close()  # the unedited file opens

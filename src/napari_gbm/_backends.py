@@ -465,6 +465,14 @@ def _check_tiff_complete(path: Path, size: int) -> None:
             inside_end, beyond_start, missing, total = 0, None, 0, 0
             for page in pages:
                 offsets = np.asarray(page.dataoffsets, dtype=np.int64)
+                expected = _expected_blocks(page)
+                if expected is not None and offsets.size < expected:
+                    raise SlideError(
+                        path,
+                        f"the file is damaged: page {page.index} declares "
+                        f"{page.shape[1]} x {page.shape[0]} px, which needs "
+                        f"{expected:,} image blocks, but holds {offsets.size:,}",
+                    )
                 ends = offsets + np.asarray(page.databytecounts, dtype=np.int64)
                 out = ends > size
                 total += offsets.size
@@ -487,6 +495,22 @@ def _check_tiff_complete(path: Path, size: int) -> None:
         raise
     except Exception as exc:
         raise SlideError(path, f"the TIFF structure is damaged ({exc})") from exc
+
+
+def _expected_blocks(page: Any) -> int | None:
+    """How many tiles or strips a TIFF page of its declared size needs (None: unknown)."""
+    try:
+        planes = int(page.samplesperpixel) if int(page.planarconfig) == 2 else 1
+        depth = max(1, int(getattr(page, "imagedepth", 1) or 1))
+        if page.is_tiled:
+            tw, tl = int(page.tilewidth), int(page.tilelength)
+            td = max(1, int(getattr(page, "tiledepth", 1) or 1))
+            across = math.ceil(page.imagewidth / tw) * math.ceil(page.imagelength / tl)
+            return across * math.ceil(depth / td) * planes
+        rows = int(page.rowsperstrip) or int(page.imagelength)
+        return math.ceil(page.imagelength / rows) * depth * planes
+    except (AttributeError, TypeError, ValueError, ZeroDivisionError):
+        return None
 
 
 def _vendor_claim(path: Path) -> str | None:
