@@ -269,6 +269,9 @@ def test_interrupted_run_says_the_folder_is_incomplete(tmp_path: Path, synthetic
         [sys.executable, "-m", "napari_gbm.cli", "analyze", str(synthetic_he), "--out", str(out),
          "--tile-size", "256"],
         stderr=subprocess.PIPE, text=True,
+        # a test run started in the background inherits SIGINT ignored, and Python then
+        # installs no KeyboardInterrupt handler: give the child the default disposition
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     deadline = time.monotonic() + 120
     while not (out / "summary.json").exists() and time.monotonic() < deadline:
