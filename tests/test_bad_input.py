@@ -343,3 +343,19 @@ def test_a_declared_size_the_file_cannot_hold_is_refused(tmp_path: Path) -> None
     with pytest.raises(SlideError, match=r"declares 150000 x 150000 px, which needs 85,849"):
         Slide(huge)
     Slide(small).close()  # the unedited file opens
+
+
+def test_flipped_bytes_are_called_damaged_not_truncated(tmp_path: Path, cmu_path: Path) -> None:
+    """One tile offset in the middle of CMU-1's level 0 overwritten (the file length
+    intact): the block points past the end, but the file was not cut short."""
+    data = bytearray(cmu_path.read_bytes())
+    with tifffile.TiffFile(cmu_path) as tif:
+        tag = tif.pages[0].tags["TileOffsets"]
+        n = len(tag.value)
+        at = tag.valueoffset + 4 * (n // 2)  # LONG offsets in a classic TIFF
+    data[at : at + 4] = struct.pack("<I", 3 * len(data))
+    p = tmp_path / "flipped.svs"
+    p.write_bytes(bytes(data))
+    with pytest.raises(SlideError, match="damaged") as err:
+        Slide(p)
+    assert "truncated" not in str(err.value)

@@ -483,8 +483,14 @@ def _check_tiff_complete(path: Path, size: int) -> None:
                     first = int(offsets[out].min())
                     beyond_start = first if beyond_start is None else min(beyond_start, first)
             if missing:
-                # a cut: every block past the end starts after every block inside it
-                cut_short = beyond_start is not None and beyond_start >= inside_end - 1
+                # a cut leaves a block that starts inside the file and ends past it, and
+                # every block past the end after every block inside; an offset that
+                # points far beyond the end (flipped bytes) is damage
+                cut_short = (
+                    beyond_start is not None
+                    and beyond_start < size
+                    and beyond_start >= inside_end - 1
+                )
                 what = "truncated" if cut_short else "damaged"
                 raise SlideError(
                     path,
