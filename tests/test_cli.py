@@ -133,3 +133,7 @@ def test_demo_runs_the_main_job(tmp_path: Path) -> None:
         assert (folder / "overview.png").stat().st_size > 10_000
     ki67 = json.loads((tmp_path / "synthetic-gbm-ki67" / "summary.json").read_text())
     assert ki67["parameters"]["stain_vectors"]["names"][:2] == ["hematoxylin", "dab"]
+    # run again into the same folder (tile refuses finished analyses: the demo redoes them)
+    assert main(["demo", "--out", str(tmp_path), "--size", "1024"]) == 0
+    again = json.loads((tmp_path / "synthetic-gbm-ki67" / "summary.json").read_text())
+    assert again["n_cells"] == ki67["n_cells"]

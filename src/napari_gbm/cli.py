@@ -468,6 +468,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     parser = build_parser()
     for name, path, stain in slides:
         folder = str(out / name)
+        # a re-run redoes each folder: tiles, then the analysis (tile refuses to write
+        # into a finished analysis, so the old one is marked unfinished first)
+        (out / name / "summary.json").unlink(missing_ok=True)
         cmd_tile(parser.parse_args(["tile", str(path), "--out", folder]))
         cmd_analyze(parser.parse_args(["analyze", str(path), "--stain", stain, "--out", folder]))
     # stratification on a synthetic cohort whose survival follows a known model
