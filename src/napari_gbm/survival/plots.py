@@ -23,7 +23,7 @@ from napari_gbm.survival._validate import check_groups, check_survival
 from napari_gbm.survival.km import at_risk_counts, kaplan_meier
 from napari_gbm.survival.logrank import logrank_test
 
-__all__ = ["draw_km", "forest_plot", "km_plot"]
+__all__ = ["draw_km", "forest_plot", "format_p", "km_plot"]
 
 _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2")
 # risk groups are ordered (0 = lowest risk): blue -> green -> orange -> red
@@ -53,7 +53,11 @@ def _save(fig: Figure, path: str | os.PathLike[str], dpi: int) -> Path:
     return Path(path)
 
 
-def _format_p(p: float) -> str:
+def format_p(p: float | None) -> str:
+    """A p-value as every report, plot and dock shows it: 3 decimals, or 2 significant
+    digits in scientific notation below 0.001; ``n/a`` when missing."""
+    if p is None or not np.isfinite(p):
+        return "n/a"
     return f"{p:.2e}" if p < 1e-3 else f"{p:.3f}"
 
 
@@ -161,7 +165,7 @@ def draw_km(
     legend_title = None
     if k > 1 and len(np.unique(codes)) > 1:
         result = logrank_test(t, e, codes)
-        legend_title = f"log-rank p = {_format_p(result.p_value)}"
+        legend_title = f"log-rank p = {format_p(result.p_value)}"
     ax.legend(title=legend_title, loc="best", fontsize="small", title_fontsize="small")
     ax.set_ylim(0.0, 1.05)
     ax.set_xlim(0.0, t_max * 1.02)
@@ -258,7 +262,7 @@ def forest_plot(
     for i in range(n):
         text = f"{hr[i]:.2f} [{lo[i]:.2f}, {hi[i]:.2f}]"
         if p is not None:
-            text += f"  p={_format_p(float(p[i]))}"
+            text += f"  p={format_p(float(p[i]))}"
         ax.annotate(
             text, (1.01, y[i]), xycoords=("axes fraction", "data"), va="center", fontsize="small"
         )

@@ -13,7 +13,6 @@ Qt.
 from __future__ import annotations
 
 import json
-import math
 import re
 import tempfile
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from magicgui.widgets import (
 )
 
 from napari_gbm.stratify import CUTOFFS, DEFAULT_COVARIATES, MAX_LEVELS, event_indicator, load_table
+from napari_gbm.survival.plots import format_p
 from napari_gbm.widgets._dock import ScrollingDock
 
 if TYPE_CHECKING:
@@ -230,12 +230,6 @@ def _time_label(col: str) -> str:
     return words
 
 
-def _format_p(p: float | None) -> str:
-    if p is None or not math.isfinite(p):
-        return "n/a"
-    return f"{p:.2e}" if p < 1e-3 else f"{p:.3g}"
-
-
 def _fmt(v: Any, spec: str) -> str:
     return "n/a" if v is None else format(v, spec)
 
@@ -258,16 +252,16 @@ def summary_text(metrics: dict[str, Any]) -> str:
         lines.append("C-index (CV): not run")
     lr = metrics.get("logrank_statistic")
     lines.append(
-        f"log-rank p = {_format_p(metrics.get('logrank_p'))}"
+        f"log-rank p = {format_p(metrics.get('logrank_p'))}"
         + ("" if lr is None else f" (chi² {lr:.3g}, df {metrics['logrank_df']})")
     )
     lines.append(f"groups by {rg['by']} ({rg['method']}, cut {cuts}): {groups}")
     opt = rg.get("optimal")
     if opt:
         lines.append(
-            f"optimal cut: raw p {_format_p(opt['p_raw'])} is biased; corrected p "
-            f"{_format_p(opt['p_lausen_schumacher'])} (Lausen-Schumacher), "
-            f"{_format_p(opt['p_altman'])} (Altman)"
+            f"optimal cut: raw p {format_p(opt['p_raw'])} is biased; corrected p "
+            f"{format_p(opt['p_lausen_schumacher'])} (Lausen-Schumacher), "
+            f"{format_p(opt['p_altman'])} (Altman)"
         )
     lines.append(
         f"model: {metrics['model']} ({metrics['ties']} ties, L2 {metrics['l2']}) on "
@@ -727,7 +721,7 @@ class CohortWidget(ScrollingDock):
                 f"{r.hazard_ratio:.3g}",
                 f"{r.ci_lower:.3g}-{r.ci_upper:.3g}",
                 str(r.per),
-                _format_p(float(r.p)),
+                format_p(float(r.p)),
             ]
             for j, text in enumerate(cells):
                 self._hr_table.setItem(i, j, QTableWidgetItem(text))
