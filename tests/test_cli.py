@@ -114,6 +114,9 @@ def test_make_sample_writes_slide_and_truth(
     )
     assert truth.dab_grade.isin([0, 1, 2, 3]).all() and (truth.dab_grade > 0).any()
     assert (tmp_path / "ki67.truth.json").exists() and (tmp_path / "ki67.regions.png").exists()
+    # its --out is a file: writing it again is allowed (the folder check is not for it)
+    assert main(["make-sample", "--out", str(out), "--size", "512"]) == 0
+    assert openslide.OpenSlide(str(out)).dimensions == (512, 512)
 
 
 def test_make_sample_rejects_tiny_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

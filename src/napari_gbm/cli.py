@@ -700,7 +700,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = note
-            if isinstance(out, Path):
+            if isinstance(out, Path) and args.command != "make-sample":  # that one's is a file
                 check_output_folder(out)  # a file, under a file, read-only: before any work
             return int(args.func(args))
     except (SlideError, UsageError, ValueError, FileNotFoundError) as exc:
