@@ -16,7 +16,10 @@ pytest.importorskip("napari")
 
 PROBE = Path(__file__).with_name("_event_loop_probe.py")
 #: issue 15's goals are 0.5 s warm and 2 s cold. Measured on an idle 2-core machine
-#: (NOTES.md, napari): 0.11-0.33 s warm, at most 0.94 s cold. The bounds here are 1.5x the
+#: (NOTES.md, napari): 0.11-0.33 s warm, at most 0.94 s cold ("cold": a fresh process,
+#: once the plugin's background warm-up of napari's label code has finished; a user who
+#: clicks within its first seconds waits for it: 1-2 s here, about 10 s on a fresh CI
+#: machine with an empty Numba cache). The bounds here are 1.5x the
 #: goals, because CI shares its cores: with one busy neighbour process the warm Cells run
 #: measured 0.53 s. A regression to the old freezes (1-2 s warm) still fails.
 COLD_MAX = 3.0
@@ -38,6 +41,8 @@ def test_no_path_blocks_the_event_loop_for_long(synthetic_ki67, tmp_path):
     rounds = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert len(rounds) == 3
     cold, warm = rounds[0], rounds[1:]
+    # the background warm-up ran (and finished) before the cold Slide & tiles run
+    assert cold.pop("warm-up (background)")[1] >= 0
     paths = set(cold)
     assert paths == {
         "open slide",

@@ -17,9 +17,10 @@ import threading
 
 import numpy as np
 
-__all__ = ["start"]
+__all__ = ["start", "wait"]
 
 _started = threading.Event()
+_done = threading.Event()
 
 
 def _warm(delay_s: float = 0.0) -> None:
@@ -47,8 +48,18 @@ def _warm(delay_s: float = 0.0) -> None:
             raw = layer.data.dtype
             view = layer._slice.image.view.dtype if layer._slice is not None else raw
             layer.colormap._get_mapping_from_cache(view if raw.itemsize > 2 else raw)
+        # napari triangulates shapes with Numba (compiled on first use, 5-8 s with an
+        # empty Numba cache): the tile grid and the analysed-region outline are shapes
+        from napari.layers import Points, Shapes
+
+        square = np.array([[0.0, 0.0], [0.0, 10.0], [10.0, 10.0], [10.0, 0.0]])
+        Shapes([square, square + 20], shape_type="rectangle", edge_width=1.0)
+        Shapes([square[[0, 1, 2]]], shape_type="polygon", face_color="transparent")
+        Points(np.zeros((3, 2)), symbol="ring", border_width=0, size=2.0)
     except Exception:  # an optimisation only
         pass
+    finally:
+        _done.set()
 
 
 def start(delay_s: float = 0.0) -> None:
@@ -59,3 +70,9 @@ def start(delay_s: float = 0.0) -> None:
         return
     _started.set()
     threading.Thread(target=_warm, args=(delay_s,), name="napari-gbm-warmup", daemon=True).start()
+
+
+def wait(timeout: float | None = None) -> bool:
+    """Wait until the warm-up has finished (True), or ``timeout`` seconds (False); False
+    at once when it was never started."""
+    return _started.is_set() and _done.wait(timeout)
