@@ -140,3 +140,23 @@ def test_demo_runs_the_main_job(tmp_path: Path) -> None:
     assert main(["demo", "--out", str(tmp_path), "--size", "1024"]) == 0
     again = json.loads((tmp_path / "synthetic-gbm-ki67" / "summary.json").read_text())
     assert again["n_cells"] == ki67["n_cells"]
+
+
+def test_cli_defaults_are_the_parameter_dataclasses() -> None:
+    """A default is written once, in its dataclass: the CLI's agree with them (issue 16)."""
+    from napari_gbm.biomarkers.ihc import PositivityParams
+    from napari_gbm.cli import build_parser
+    from napari_gbm.tiling import TilingParams
+    from napari_gbm.tissue import TissueParams
+
+    t, r, pos = TilingParams(), TissueParams(), PositivityParams()
+    parser = build_parser()
+    for argv in (["tile", "s.svs", "--out", "o"], ["analyze", "s.svs", "--out", "o"]):
+        args = parser.parse_args(argv)
+        assert args.target_mpp == t.target_mpp and args.tile_size == t.tile_size_px
+        assert args.min_tissue == t.min_tissue_fraction
+        assert args.tissue_resolution == r.resolution_um
+    args = parser.parse_args(["analyze", "s.svs", "--out", "o"])
+    assert tuple(float(v) for v in args.thresholds.split(",")) == pos.thresholds
+    assert args.positivity_column == pos.column
+    assert args.overlap is None  # analyze: the halo detection needs (resolved_tiling)

@@ -165,46 +165,63 @@ def _add_analysis_args(p: argparse.ArgumentParser) -> None:
         help="no per-slide calibration: preset stain vectors on 255 white and fixed OD "
         "thresholds (the behaviour of napari-gbm 0.1)",
     )
+    from napari_gbm.biomarkers.ihc import PositivityParams
+
+    pos = PositivityParams()
+    thresholds = ",".join(f"{v:g}" for v in pos.thresholds)
     p.add_argument(
         "--thresholds",
-        default="0.2,0.4,0.6",
+        default=thresholds,
         help="DAB positivity: three values for 1+/2+/3+ or one for positive/negative "
-        "(default 0.2,0.4,0.6, QuPath's)",
+        f"(default {thresholds}, QuPath's)",
     )
     p.add_argument(
         "--positivity-column",
-        default="nucleus_dab_od_mean",
-        help="the cell measurement graded for positivity (nucleus_dab_od_mean)",
+        default=pos.column,
+        help=f"the cell measurement graded for positivity ({pos.column})",
     )
 
 
 def _add_tiling_args(p: argparse.ArgumentParser) -> None:
+    # defaults come from the parameter dataclasses: written once, there
+    from napari_gbm.tiling import TilingParams
+    from napari_gbm.tissue import TissueParams
+
+    t, r = TilingParams(), TissueParams()
     p.add_argument(
         "--mpp", type=_positive_float, help="pixel size of level 0 in µm/px (overrides metadata)"
     )
     p.add_argument(
-        "--target-mpp", type=_positive_float, default=0.5, help="tile resolution, µm/px (0.5)"
+        "--target-mpp",
+        type=_positive_float,
+        default=t.target_mpp,
+        help=f"tile resolution, µm/px ({t.target_mpp:g})",
     )
     p.add_argument(
-        "--tile-size", type=int, default=1024, help="tile core size in pixels at target-mpp (1024)"
+        "--tile-size",
+        type=int,
+        default=t.tile_size_px,
+        help=f"tile core size in pixels at target-mpp ({t.tile_size_px})",
     )
     p.add_argument(
         "--overlap",
         type=int,
-        default=64,
-        help="halo on each side, pixels at target-mpp (tile: 64; analyze: what detection needs)",
+        default=None,
+        help=f"halo on each side, pixels at target-mpp (tile: {t.overlap_px}; analyze: what "
+        "detection needs, also the least it accepts)",
     )
     p.add_argument(
         "--min-tissue",
         type=float,
-        default=0.0,
-        help="keep tiles whose tissue fraction is above this (0: any tissue)",
+        default=t.min_tissue_fraction,
+        help="keep tiles whose tissue fraction is above this "
+        f"({t.min_tissue_fraction:g}: any tissue)",
     )
     p.add_argument(
         "--tissue-resolution",
         type=_positive_float,
-        default=8.0,
-        help="resolution of tissue detection, µm/px (8)",
+        default=r.resolution_um,
+        help=f"resolution of tissue detection, µm/px ({r.resolution_um:g})",
     )
 
 
@@ -266,7 +283,7 @@ def cmd_tile(args: argparse.Namespace) -> int:
     params = TilingParams(
         target_mpp=args.target_mpp,
         tile_size_px=args.tile_size,
-        overlap_px=args.overlap,
+        overlap_px=TilingParams().overlap_px if args.overlap is None else args.overlap,
         min_tissue_fraction=args.min_tissue,
     )
     slide = _open(args.slide, args.mpp)

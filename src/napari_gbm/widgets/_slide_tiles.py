@@ -47,6 +47,8 @@ class SlideTilesWidget(ScrollingDock):
         self._open_btn = PushButton(text="Open")
         self._layer = ComboBox(label="slide layer", choices=self._slide_layer_choices)
         self._info = Label(label="slide", value="(no slide)")
+        # defaults from the parameter dataclasses (written once, there)
+        tiling, tissue = TilingParams(), TissueParams()
         self._mpp = FloatSpinBox(
             label="pixel size (µm/px)",
             value=0.0,
@@ -59,7 +61,7 @@ class SlideTilesWidget(ScrollingDock):
         )
         self._target_mpp = FloatSpinBox(
             label="tile resolution (µm/px)",
-            value=0.5,
+            value=tiling.target_mpp,
             min=0.05,
             max=50.0,
             step=0.05,
@@ -67,7 +69,7 @@ class SlideTilesWidget(ScrollingDock):
         )
         self._tile_size = SpinBox(
             label="tile size (px)",
-            value=1024,
+            value=tiling.tile_size_px,
             min=64,
             max=8192,
             step=64,
@@ -75,14 +77,14 @@ class SlideTilesWidget(ScrollingDock):
         )
         self._overlap = SpinBox(
             label="overlap (px)",
-            value=64,
+            value=tiling.overlap_px,
             min=0,
             max=1024,
             tooltip="Halo read around each tile core, at the tile resolution.",
         )
         self._min_tissue = FloatSpinBox(
             label="min tissue fraction",
-            value=0.0,
+            value=tiling.min_tissue_fraction,
             min=0.0,
             max=1.0,
             step=0.05,
@@ -90,7 +92,7 @@ class SlideTilesWidget(ScrollingDock):
         )
         self._tissue_res = FloatSpinBox(
             label="tissue resolution (µm/px)",
-            value=8.0,
+            value=tissue.resolution_um,
             min=0.5,
             max=64.0,
             tooltip="Resolution of tissue detection (low: fast).",
