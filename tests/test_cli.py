@@ -160,3 +160,15 @@ def test_cli_defaults_are_the_parameter_dataclasses() -> None:
     assert tuple(float(v) for v in args.thresholds.split(",")) == pos.thresholds
     assert args.positivity_column == pos.column
     assert args.overlap is None  # analyze: the halo detection needs (resolved_tiling)
+
+
+def test_time_and_event_flags_are_spelled_alike_in_stratify_and_cohort() -> None:
+    """`stratify --time` and `cohort --time-col` both take either spelling (issue 16)."""
+    from napari_gbm.cli import build_parser
+
+    parser = build_parser()
+    for flags in (["--time", "os", "--event", "dead"], ["--time-col", "os", "--event-col", "dead"]):
+        s = parser.parse_args(["stratify", "t.csv", "--out", "o", *flags])
+        assert (s.time, s.event) == ("os", "dead")
+        c = parser.parse_args(["cohort", "m.csv", "--out", "o", *flags])
+        assert (c.time_col, c.event_col) == ("os", "dead")

@@ -98,8 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="CSV/TSV/Parquet, one row per patient (or slide), or a cohort folder",
     )
     p.add_argument("--clinical", type=Path, help="clinical CSV/TSV/Parquet joined by patient id")
-    p.add_argument("--time", required=True, help="follow-up time column")
-    p.add_argument("--event", required=True, help="event column (1/True = event, 0 = censored)")
+    # --time-col / --event-col as in `cohort` (one spelling works in both commands)
+    p.add_argument("--time", "--time-col", dest="time", required=True,
+                   help="follow-up time column")  # fmt: skip
+    p.add_argument(
+        "--event",
+        "--event-col",
+        dest="event",
+        required=True,
+        help="event column (1/0, yes/no, true/false, dead/alive: event / censored)",
+    )
     p.add_argument("--covariates", help="comma-separated covariate columns (default: biomarkers)")
     p.add_argument("--model", choices=("cox", "mlp"), default="cox")
     p.add_argument("--ties", choices=("efron", "breslow"), default="efron")
@@ -569,10 +577,16 @@ def _add_cohort_parser(sub: Any) -> None:
     _add_analysis_args(p)
     _add_tiling_args(p)
     p.add_argument(
-        "--time-col", help="manifest column of survival time (default: time_months, if present)"
+        "--time-col",
+        "--time",
+        dest="time_col",
+        help="manifest column of survival time (default: time_months, if present)",
     )
     p.add_argument(
-        "--event-col", help="manifest column of the event indicator (default: event, if present)"
+        "--event-col",
+        "--event",
+        dest="event_col",
+        help="manifest column of the event indicator (default: event, if present)",
     )
     p.add_argument(
         "--covariates",
