@@ -5,33 +5,29 @@ from __future__ import annotations
 import subprocess
 import sys
 
-CORE = [
-    "napari_gbm",
-    "napari_gbm.slide",
-    "napari_gbm.tissue",
-    "napari_gbm.tiling",
-    "napari_gbm.io",
-    "napari_gbm.overview",
-    "napari_gbm.pipeline",
-    "napari_gbm.samples",
-    "napari_gbm.synthetic",
-    "napari_gbm.cli",
-    "napari_gbm.cells",
-    "napari_gbm.region",
-    "napari_gbm.biomarkers",
-    "napari_gbm.patients",
-    "napari_gbm.stratify",
-    "napari_gbm.survival",
-    "napari_gbm.survival.cox",
-    "napari_gbm.export",
-    "napari_gbm.cohort",
-    "napari_gbm.calibration",
-    "napari_gbm.evaluation",
-]
+#: the napari side: the only modules allowed to load napari, Qt or magicgui
+NAPARI_SIDE = ("napari_gbm._napari", "napari_gbm.widgets")
+
+
+def _core_modules() -> list[str]:
+    """Every module of the package (walked, not listed by hand) outside the napari side."""
+    import pkgutil
+
+    import napari_gbm
+
+    names = ["napari_gbm"]
+    for info in pkgutil.walk_packages(napari_gbm.__path__, "napari_gbm."):
+        if not info.name.startswith(NAPARI_SIDE):
+            names.append(info.name)
+    return names
+
+
+CORE = _core_modules()
 GUI = ("napari", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "magicgui", "vispy", "superqt")
 
 
 def test_core_imports_no_gui() -> None:
+    assert len(CORE) > 40 and "napari_gbm.outputs" in CORE and "napari_gbm.qc" in CORE
     code = (
         "import sys\n"
         + "".join(f"import {m}\n" for m in CORE)
