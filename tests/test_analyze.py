@@ -336,3 +336,28 @@ def test_real_slide_cells_do_not_depend_on_the_tile_size(cmu_path: Path, tmp_pat
         if col in skip or a[col].dtype.kind not in "fiu":
             continue
         np.testing.assert_allclose(a[col], b[col], rtol=1e-5, atol=1e-6, err_msg=col)
+
+
+def test_on_tissue_equals_growing_the_whole_mask() -> None:
+    """on_tissue grows only a window around the points; the answer equals growing the
+    whole mask with scipy (the reference), for spread and clustered points."""
+    import math
+
+    from scipy import ndimage as ndi
+
+    from napari_gbm.tissue import TissueMask
+
+    rng = np.random.default_rng(0)
+    mask = ndi.binary_opening(rng.random((300, 400)) > 0.6)
+    t = TissueMask(mask, 16.0, 0.5, False, 0.1, (6400, 4800))
+    for margin in (0.0, 8.0, 16.0, 40.0):
+        grow = math.ceil(margin / t.mask_mpp) if margin > 0 else 0
+        full = ndi.binary_dilation(mask, iterations=grow) if grow else mask
+        for lo, hi in (((-100, -100), (6500, 4900)), ((1000, 2000), (1500, 2300))):
+            x = rng.uniform(lo[0], hi[0], 3000)
+            y = rng.uniform(lo[1], hi[1], 3000)
+            r, c = np.floor(y / 16).astype(int), np.floor(x / 16).astype(int)
+            ok = (r >= 0) & (r < 300) & (c >= 0) & (c < 400)
+            ref = np.zeros(x.size, bool)
+            ref[ok] = full[r[ok], c[ok]]
+            np.testing.assert_array_equal(t.on_tissue(x, y, margin), ref)
