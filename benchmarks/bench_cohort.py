@@ -212,7 +212,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write the results here too")
     args = parser.parse_args()
 
-    from napari_gbm.cells import CellParams
+    from napari_gbm.detect.cells import CellParams
     from napari_gbm.pipeline import AnalyzeParams
 
     params = AnalyzeParams(cells=CellParams(stain="hdab", texture=not args.no_texture))

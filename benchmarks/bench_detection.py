@@ -281,13 +281,13 @@ def mpp_sensitivity(
 
 
 def speed(data: Path, sets: list[str], n_images: int, rounds: int) -> dict[str, Any]:
-    from napari_gbm.calibration import calibrate_pixels
-    from napari_gbm.cells import stain_preset
+    from napari_gbm.detect.calibration import calibrate_pixels
+    from napari_gbm.detect.cells import stain_preset
+    from napari_gbm.detect.segment import NucleusParams, segment_nuclei
     from napari_gbm.evaluation import load_dataset
     from napari_gbm.evaluation.baseline import segment_baseline
-    from napari_gbm.segment import NucleusParams, segment_nuclei
-    from napari_gbm.slide import Slide
-    from napari_gbm.tiling import TilingParams, make_tile_grid
+    from napari_gbm.wsi.slide import Slide
+    from napari_gbm.wsi.tiling import TilingParams, make_tile_grid
 
     params = NucleusParams()
     items = []

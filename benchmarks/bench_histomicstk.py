@@ -89,11 +89,11 @@ from histomicstk.preprocessing.color_normalization import (  # noqa: E402
 )
 from histomicstk.segmentation.nuclear import detect_nuclei_kofahi  # noqa: E402
 
+from napari_gbm.detect.segment import segment_nuclei  # noqa: E402
 from napari_gbm.features.measure import measure_cells  # noqa: E402
 from napari_gbm.features.texture import HARALICK_FEATURES, haralick_features  # noqa: E402
-from napari_gbm.segment import segment_nuclei  # noqa: E402
-from napari_gbm.slide import Slide  # noqa: E402
 from napari_gbm.synthetic import make_synthetic_slide  # noqa: E402
+from napari_gbm.wsi.slide import Slide  # noqa: E402
 
 # HistomicsTK NucleiDetection CLI defaults (NucleiDetection.xml, analysis at 20x)
 REFERENCE_MU_LAB = (8.63234435, -0.11501964, 0.03868433)

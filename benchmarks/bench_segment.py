@@ -5,7 +5,7 @@
 Writes a synthetic slide (0.5 µm/px) to a temporary folder, cuts level 0 into 1024 x
 1024 tiles and times, single-threaded and in the same run:
 
-- ``napari_gbm.segment.segment_nuclei`` (defaults: nuclei *and* cells);
+- ``napari_gbm.detect.segment.segment_nuclei`` (defaults: nuclei *and* cells);
 - a plain scikit-image pipeline: hematoxylin by ``separate_stains``, Gaussian, Otsu
   threshold on the tile, ``remove_small_objects``, distance-transform
   ``peak_local_max`` seeds and ``watershed``, area filter (nuclei only).
@@ -65,7 +65,7 @@ def skimage_pipeline(rgb: np.ndarray, mpp: float) -> np.ndarray:
 
 
 def ours(rgb: np.ndarray, mpp: float) -> np.ndarray:
-    from napari_gbm.segment import segment_nuclei
+    from napari_gbm.detect.segment import segment_nuclei
 
     return segment_nuclei(rgb, mpp).nuclei
 
@@ -116,9 +116,9 @@ def main() -> None:
     parser.add_argument("--stain", choices=("he", "hdab"), default="he")
     args = parser.parse_args()
 
-    from napari_gbm.segment import segment_nuclei
-    from napari_gbm.slide import Slide
+    from napari_gbm.detect.segment import segment_nuclei
     from napari_gbm.synthetic import make_synthetic_slide
+    from napari_gbm.wsi.slide import Slide
 
     with tempfile.TemporaryDirectory() as tmp:
         info = make_synthetic_slide(
@@ -136,7 +136,7 @@ def main() -> None:
 
     segment_nuclei(tiles[0][2][:256, :256], MPP)  # compile / load the numba cache
     if args.stain == "hdab":
-        from napari_gbm.stain import HDAB
+        from napari_gbm.detect.stain import HDAB
 
         def run_ours(rgb: np.ndarray, mpp: float) -> np.ndarray:
             return segment_nuclei(rgb, mpp, HDAB).nuclei

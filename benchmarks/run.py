@@ -65,8 +65,8 @@ def bench_tiles(workdir: Path, size: int, repeat: int) -> None:
 
     from napari_gbm import Slide
     from napari_gbm.synthetic import make_synthetic_slide
-    from napari_gbm.tiling import TilingParams, iter_tiles, make_tile_grid
-    from napari_gbm.tissue import detect_tissue
+    from napari_gbm.wsi.tiling import TilingParams, iter_tiles, make_tile_grid
+    from napari_gbm.wsi.tissue import detect_tissue
 
     path = workdir / f"synthetic-he-{size}.tif"
     if not path.exists():
@@ -106,7 +106,7 @@ def bench_big(workdir: Path, repeat: int) -> None:
     from napari_gbm import Slide
     from napari_gbm._napari._reader import napari_get_reader
     from napari_gbm._testing import write_repeated_tile_slide
-    from napari_gbm.tissue import detect_tissue
+    from napari_gbm.wsi.tissue import detect_tissue
 
     path = workdir / "big-100k.tif"
     if not path.exists():

@@ -78,7 +78,7 @@ def capture_analysis(filename: str) -> None:
 
     import napari
 
-    from napari_gbm.cells import CellParams
+    from napari_gbm.detect.cells import CellParams
     from napari_gbm.pipeline import AnalyzeParams, analyze_slide
     from napari_gbm.samples import synthetic_sample_path
     from napari_gbm.widgets._biomarkers import BiomarkersWidget

@@ -12,11 +12,11 @@ from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 
 from napari_gbm import Slide
-from napari_gbm.cells import Cancelled, CellParams, analyze_cells
 from napari_gbm.cli import main
+from napari_gbm.detect.cells import Cancelled, CellParams, analyze_cells
 from napari_gbm.schema import cell_table_columns
-from napari_gbm.tiling import TilingParams, make_tile_grid
-from napari_gbm.tissue import detect_tissue
+from napari_gbm.wsi.tiling import TilingParams, make_tile_grid
+from napari_gbm.wsi.tissue import detect_tissue
 
 
 def _match(a: np.ndarray, b: np.ndarray, max_dist: float) -> tuple[np.ndarray, np.ndarray]:
@@ -47,7 +47,7 @@ def test_analyze_outputs_follow_the_contract(he_run: Path) -> None:
     assert list(cells.columns[: len(expected)]) == expected
     assert summary["n_cells"] == len(cells) > 1000
     assert cells.cell_id.tolist() == list(range(1, len(cells) + 1))
-    from napari_gbm.segment import NucleusParams
+    from napari_gbm.detect.segment import NucleusParams
 
     assert summary["parameters"]["cells"]["nucleus"]["sigma_um"] == NucleusParams().sigma_um
     assert summary["parameters"]["stain_vectors"]["names"][0] == "hematoxylin"
@@ -183,9 +183,9 @@ def test_the_cell_streamer_writes_an_empty_table_with_its_columns(tmp_path: Path
     """No cell in any tile: the Parquet file still has every column (the schema)."""
     from PIL import Image
 
-    from napari_gbm.cells import CellParams, analyze_cells_to_parquet
-    from napari_gbm.slide import Slide
-    from napari_gbm.tiling import TilingParams, make_tile_grid
+    from napari_gbm.detect.cells import CellParams, analyze_cells_to_parquet
+    from napari_gbm.wsi.slide import Slide
+    from napari_gbm.wsi.tiling import TilingParams, make_tile_grid
 
     Image.fromarray(np.full((600, 600, 3), 245, np.uint8)).save(tmp_path / "glass.png")
     with Slide(tmp_path / "glass.png", mpp=0.5) as slide:
@@ -231,7 +231,7 @@ def test_measure_cells_is_exported() -> None:
 
 
 def test_streamed_parquet_equals_in_memory_table(synthetic_he: Path, tmp_path: Path) -> None:
-    from napari_gbm.cells import analyze_cells_to_parquet
+    from napari_gbm.detect.cells import analyze_cells_to_parquet
 
     slide = Slide(synthetic_he)
     grid = make_tile_grid(
@@ -259,7 +259,7 @@ def test_streamed_parquet_equals_in_memory_table(synthetic_he: Path, tmp_path: P
 
 
 def test_cancelled_stream_leaves_nothing(synthetic_he: Path, tmp_path: Path) -> None:
-    from napari_gbm.cells import analyze_cells_to_parquet
+    from napari_gbm.detect.cells import analyze_cells_to_parquet
 
     slide = Slide(synthetic_he)
     grid = make_tile_grid(slide, detect_tissue(slide), TilingParams(tile_size_px=512))
@@ -280,11 +280,11 @@ def test_cells_off_the_tissue_are_not_counted(synthetic_ki67: Path) -> None:
     """The synthetic Ki-67 slide has dark objects outside its tissue (its black edge
     strip): detections there were counted and graded. With the tissue mask given, every
     cell lies on tissue (within the mask's margin), and exactly those off it are gone."""
-    from napari_gbm.cells import CellParams, analyze_cells
+    from napari_gbm.detect.cells import CellParams, analyze_cells
     from napari_gbm.pipeline import AnalyzeParams
-    from napari_gbm.slide import Slide
-    from napari_gbm.tiling import make_tile_grid
-    from napari_gbm.tissue import detect_tissue
+    from napari_gbm.wsi.slide import Slide
+    from napari_gbm.wsi.tiling import make_tile_grid
+    from napari_gbm.wsi.tissue import detect_tissue
 
     params = AnalyzeParams(cells=CellParams(stain="hdab", texture=False))
     with Slide(synthetic_ki67) as slide:
@@ -304,7 +304,7 @@ def test_cells_off_the_tissue_are_not_counted(synthetic_ki67: Path) -> None:
 
 
 def test_on_tissue_margin_by_hand() -> None:
-    from napari_gbm.tissue import TissueMask
+    from napari_gbm.wsi.tissue import TissueMask
 
     mask = np.zeros((10, 10), bool)
     mask[4:6, 4:6] = True  # level-0 px 64-96 at 16 px per mask pixel (8 µm at 0.5)
@@ -345,7 +345,7 @@ def test_on_tissue_equals_growing_the_whole_mask() -> None:
 
     from scipy import ndimage as ndi
 
-    from napari_gbm.tissue import TissueMask
+    from napari_gbm.wsi.tissue import TissueMask
 
     rng = np.random.default_rng(0)
     mask = ndi.binary_opening(rng.random((300, 400)) > 0.6)

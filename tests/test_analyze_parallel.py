@@ -13,15 +13,15 @@ import pandas as pd
 import pytest
 
 from napari_gbm import Slide
-from napari_gbm.cells import (
+from napari_gbm.detect.cells import (
     Cancelled,
     CellParams,
     _in_order,
     analyze_cells,
     analyze_cells_to_parquet,
 )
-from napari_gbm.tiling import TileGrid, TilingParams, make_tile_grid
-from napari_gbm.tissue import detect_tissue
+from napari_gbm.wsi.tiling import TileGrid, TilingParams, make_tile_grid
+from napari_gbm.wsi.tissue import detect_tissue
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from napari_gbm.biomarkers import (
 )
 from napari_gbm.biomarkers.heterogeneity import morans_i, spread
 from napari_gbm.biomarkers.pleomorphism import pleomorphism
-from napari_gbm.cells import CellParams
+from napari_gbm.detect.cells import CellParams
 from napari_gbm.pipeline import AnalyzeParams, analyze_slide, is_complete
 
 # ---------------------------------------------------------------- IHC scores, by hand

@@ -13,7 +13,8 @@ from PIL import Image
 from scipy import ndimage as ndi
 
 from napari_gbm import Slide
-from napari_gbm.calibration import (
+from napari_gbm.cli import main
+from napari_gbm.detect.calibration import (
     CalibrationParams,
     SlideCalibration,
     calibrate_pixels,
@@ -21,10 +22,9 @@ from napari_gbm.calibration import (
     estimate_white_point,
     load_calibration,
 )
-from napari_gbm.cells import CellParams, slide_calibration
-from napari_gbm.cli import main
-from napari_gbm.segment import NucleusParams, segment_nuclei
-from napari_gbm.stain import HDAB, HE, reconvolve
+from napari_gbm.detect.cells import CellParams, slide_calibration
+from napari_gbm.detect.segment import NucleusParams, segment_nuclei
+from napari_gbm.detect.stain import HDAB, HE, reconvolve
 
 MPP = 0.5
 
@@ -153,10 +153,10 @@ def test_thresholds_without_and_with_a_level() -> None:
 def test_calibration_is_the_slides_whatever_the_region(synthetic_he: Path) -> None:
     """A region of the slide and the whole slide use one calibration: the region's cells
     are exactly the whole-slide run's cells there."""
-    from napari_gbm.cells import analyze_cells
-    from napari_gbm.region import analyze_region
-    from napari_gbm.tiling import TilingParams, make_tile_grid
-    from napari_gbm.tissue import detect_tissue
+    from napari_gbm.detect.cells import analyze_cells
+    from napari_gbm.detect.region import analyze_region
+    from napari_gbm.wsi.tiling import TilingParams, make_tile_grid
+    from napari_gbm.wsi.tissue import detect_tissue
 
     slide = Slide(synthetic_he)
     params = CellParams(texture=False)

@@ -14,7 +14,7 @@ from PIL import Image
 
 from napari_gbm.cli import main
 from napari_gbm.io import read_parquet_metadata
-from napari_gbm.tiling import TILE_COLUMNS
+from napari_gbm.wsi.tiling import TILE_COLUMNS
 
 
 def test_info_text(cmu_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -146,8 +146,8 @@ def test_cli_defaults_are_the_parameter_dataclasses() -> None:
     """A default is written once, in its dataclass: the CLI's agree with them (issue 16)."""
     from napari_gbm.biomarkers.ihc import PositivityParams
     from napari_gbm.cli import build_parser
-    from napari_gbm.tiling import TilingParams
-    from napari_gbm.tissue import TissueParams
+    from napari_gbm.wsi.tiling import TilingParams
+    from napari_gbm.wsi.tissue import TissueParams
 
     t, r, pos = TilingParams(), TissueParams(), PositivityParams()
     parser = build_parser()

@@ -19,7 +19,6 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from napari_gbm.cells import CellParams
 from napari_gbm.cli import main
 from napari_gbm.cohort import (
     FAILURE_COLUMNS,
@@ -32,8 +31,9 @@ from napari_gbm.cohort import (
     read_cohort_input,
     run_cohort,
 )
+from napari_gbm.detect.cells import CellParams
 from napari_gbm.pipeline import AnalyzeParams, analyze_slide
-from napari_gbm.tiling import TilingParams
+from napari_gbm.wsi.tiling import TilingParams
 
 distributed = pytest.importorskip("distributed")
 
@@ -187,8 +187,8 @@ def test_cohort_equals_single_slide_analyses(
 
 
 def test_patients_table(first_run: tuple[CohortResult, list[CohortProgress]]) -> None:
-    pytest.importorskip("napari_gbm.patients")
-    from napari_gbm.patients import aggregate_patients
+    pytest.importorskip("napari_gbm.survival.patients")
+    from napari_gbm.survival.patients import aggregate_patients
 
     result, _ = first_run
     patients = pd.read_parquet(result.out / "patients.parquet")
@@ -220,7 +220,7 @@ def test_patients_table(first_run: tuple[CohortResult, list[CohortProgress]]) ->
 def test_tables_and_stratification_of_a_larger_cohort(tmp_path: Path) -> None:
     """The table stage on 60 synthetic patients (slide summaries from the synthetic cohort
     generator, no images): slides -> patients -> clinical join -> stratification."""
-    pytest.importorskip("napari_gbm.stratify")
+    pytest.importorskip("napari_gbm.survival.stratify")
     from napari_gbm.cohort import Cohort, CohortSlide, _stratify, _write_tables
     from napari_gbm.synthetic import make_synthetic_cohort
 

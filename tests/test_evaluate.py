@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from napari_gbm.cli import main
+from napari_gbm.detect.stain import HDAB, HE, deconvolve, rgb_from_optical_density
 from napari_gbm.evaluation import (
     DETECTORS,
     Detections,
@@ -38,7 +39,6 @@ from napari_gbm.evaluation.metrics import (
     panoptic_quality,
     posneg_confusion,
 )
-from napari_gbm.stain import HDAB, HE, deconvolve, rgb_from_optical_density
 
 ANNOTATED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "annotated"
 

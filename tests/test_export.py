@@ -36,9 +36,9 @@ def ki67(synthetic_ki67: Path) -> dict[str, Any]:
     """A real segmentation of a 384 x 384 px region: the cell table (ids = labels), and the
     nucleus and cell label images placed at (X0, Y0)."""
     from napari_gbm import Slide
+    from napari_gbm.detect.segment import segment_nuclei
+    from napari_gbm.detect.stain import HDAB
     from napari_gbm.features.compartments import measure_compartments
-    from napari_gbm.segment import segment_nuclei
-    from napari_gbm.stain import HDAB
 
     slide = Slide(synthetic_ki67)
     assert slide.mpp == MPP

@@ -83,8 +83,8 @@ def test_reader_declines_what_it_cannot_read(tmp_path: Path) -> None:
 def test_open_slide_in_viewer_renders_lazily(make_napari_viewer: Any, tmp_path: Path) -> None:
     """A 100k x 100k slide opens as a multiscale layer in µm, and rendering it reads only
     low-resolution levels."""
-    from napari_gbm import slide as slide_mod
     from napari_gbm._testing import write_repeated_tile_slide
+    from napari_gbm.wsi import slide as slide_mod
 
     path = write_repeated_tile_slide(tmp_path / "big.tif", 100_000, mpp=0.25)
     levels_read: list[int] = []

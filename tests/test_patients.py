@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_gbm.patients import aggregate_patients, join_clinical
+from napari_gbm.survival.patients import aggregate_patients, join_clinical
 
 
 def _slides():

@@ -25,8 +25,8 @@ from scipy import ndimage as ndi
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 
-from napari_gbm import _segment_kernels as K
-from napari_gbm.segment import (
+from napari_gbm.detect import _kernels as K
+from napari_gbm.detect.segment import (
     NucleusParams,
     Segmentation,
     expand_cells,
@@ -34,7 +34,7 @@ from napari_gbm.segment import (
     prepare_rgb,
     segment_nuclei,
 )
-from napari_gbm.stain import HDAB, HE
+from napari_gbm.detect.stain import HDAB, HE
 
 MPP = 0.5
 MATCH_UM = 4.0
@@ -59,12 +59,12 @@ class Case:
 
 
 def _make(tmp_path_factory: pytest.TempPathFactory, stain: str) -> Case:
-    from napari_gbm.slide import Slide
     from napari_gbm.synthetic import make_synthetic_slide
+    from napari_gbm.wsi.slide import Slide
 
     path = tmp_path_factory.mktemp("seg") / f"gbm-{stain}.tif"
     info = make_synthetic_slide(path, size_px=(2048, 2048), stain=stain, seed=3, mpp=MPP)
-    from napari_gbm.calibration import calibrate_slide
+    from napari_gbm.detect.calibration import calibrate_slide
 
     with Slide(info.path) as slide:
         rgb = slide.read_region((0, 0), 0, info.size_px)
@@ -339,8 +339,8 @@ def test_label_stats_kernel_matches_scipy() -> None:
 
 def test_kernels_without_jit() -> None:
     code = (
-        "import numpy as np; from napari_gbm.segment import segment_nuclei;"
-        "from napari_gbm.stain import reconvolve;"
+        "import numpy as np; from napari_gbm.detect.segment import segment_nuclei;"
+        "from napari_gbm.detect.stain import reconvolve;"
         "yy, xx = np.mgrid[:48, :48];"
         "h = 0.8 * (((yy - 15) ** 2 + (xx - 15) ** 2 < 36)"
         " | ((yy - 30) ** 2 + (xx - 33) ** 2 < 49));"

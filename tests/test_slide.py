@@ -11,7 +11,7 @@ import pytest
 import tifffile
 
 from napari_gbm import Slide, SlideError
-from napari_gbm._backends import block_mean, composite_on_white
+from napari_gbm.wsi._backends import block_mean, composite_on_white
 
 
 def test_cmu_metadata(cmu_path: Path) -> None:
@@ -229,7 +229,7 @@ def test_read_region_argument_checks(cmu_path: Path) -> None:
 def test_built_level_read_in_pieces_equals_one_read(cmu_path: Path, monkeypatch) -> None:
     """A built level is read from the stored one in bounded pieces; the pieces give the
     same pixels as one read (CMU-1 has one stored level: every lower level is built)."""
-    import napari_gbm._backends as backends
+    import napari_gbm.wsi._backends as backends
 
     with Slide(cmu_path) as slide:
         assert slide.stored_level_count == 1
@@ -250,7 +250,7 @@ def test_single_level_tiff_overview_in_bounded_memory(tmp_path: Path) -> None:
     level 0 whole took 12 GiB of floats; a 32768² file was killed at 24 GB)."""
     import tracemalloc
 
-    from napari_gbm.tissue import detect_tissue
+    from napari_gbm.wsi.tissue import detect_tissue
 
     n, t = 12288, 512
     tile = np.full((t, t, 3), 245, np.uint8)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from skimage.color import separate_stains
 
-from napari_gbm.stain import (
+from napari_gbm.detect.stain import (
     HDAB,
     HE,
     StainVectors,

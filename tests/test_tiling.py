@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from napari_gbm import Slide
-from napari_gbm.tiling import (
+from napari_gbm.wsi.tiling import (
     TileGrid,
     TilingParams,
     _grid,
@@ -21,7 +21,7 @@ from napari_gbm.tiling import (
     owner_tile_ids,
     read_tile,
 )
-from napari_gbm.tissue import TissueMask
+from napari_gbm.wsi.tissue import TissueMask
 
 
 def grid_for(dims: tuple[int, int], scale: float = 1.0, **kw: object) -> TileGrid:
@@ -208,7 +208,7 @@ def test_read_tile_downsampled_is_block_mean(tcga_path: Path) -> None:
 
 def test_iter_tiles_covers_selected(cmu_path: Path) -> None:
     slide = Slide(cmu_path)
-    from napari_gbm.tissue import detect_tissue
+    from napari_gbm.wsi.tissue import detect_tissue
 
     g = make_tile_grid(slide, detect_tissue(slide), TilingParams(tile_size_px=512, overlap_px=0))
     seen = [row.tile_id for row, rgb in iter_tiles(slide, g)]

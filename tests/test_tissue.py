@@ -11,7 +11,7 @@ import pytest
 import tifffile
 
 from napari_gbm import Slide
-from napari_gbm.tissue import TissueMask, TissueParams, detect_tissue, tissue_mask_from_rgb
+from napari_gbm.wsi.tissue import TissueMask, TissueParams, detect_tissue, tissue_mask_from_rgb
 
 PIXEL_UM = 2.0
 
@@ -151,7 +151,7 @@ def test_unknown_mpp_warns_and_is_flagged(kidney_path: Path) -> None:
 
 def test_reads_a_low_resolution_level_of_a_pyramid(tmp_path: Path) -> None:
     """On a pyramid, detection reads a reduced level, not level 0."""
-    from napari_gbm import _backends
+    from napari_gbm.wsi import _backends
 
     base = np.full((4096, 4096, 3), 244, np.uint8)
     base[1000:3000, 1000:3000] = (210, 140, 190)

@@ -33,7 +33,7 @@ def cohort_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A 60-patient synthetic cohort as files: a slide table (Parquet), a clinical CSV,
     and a cohort output folder (patients.parquet, slides.parquet) with a finished
     stratify/ run."""
-    from napari_gbm.stratify import run_stratify
+    from napari_gbm.survival.stratify import run_stratify
     from napari_gbm.synthetic.cohort import make_synthetic_cohort
 
     cohort = make_synthetic_cohort(60, seed=11)

@@ -97,9 +97,9 @@ def test_drawn_region_follows_the_users_layer_not_the_tile_grid(
 
 @pytest.mark.slow
 def test_cells_of_a_drawn_region(region_run):
-    from napari_gbm.cells import CellParams
-    from napari_gbm.region import analyze_region
-    from napari_gbm.slide import Slide
+    from napari_gbm.detect.cells import CellParams
+    from napari_gbm.detect.region import analyze_region
+    from napari_gbm.wsi.slide import Slide
 
     viewer, w, slide, mpp, path = region_run
     points = viewer.layers[f"{slide.name} cells"]
@@ -127,7 +127,7 @@ def test_cells_of_a_drawn_region(region_run):
     assert labels.data.max() > 50
     assert "cells" in w._status.value
     # the region was detected with the slide's calibration, not the region's
-    from napari_gbm.calibration import calibrate_slide
+    from napari_gbm.detect.calibration import calibrate_slide
 
     level = calibrate_slide(Slide(path), "hdab", CellParams().nucleus).level_od
     assert f"counterstain level {level:.3f} OD" in w._status.value
@@ -258,7 +258,7 @@ def test_cells_widget_cancel(make_napari_viewer, qtbot, synthetic_he, tmp_path):
 
 @pytest.mark.slow
 def test_analysis_folder_reopens_with_its_layers(make_napari_viewer, synthetic_ki67, tmp_path):
-    from napari_gbm.cells import CellParams
+    from napari_gbm.detect.cells import CellParams
     from napari_gbm.pipeline import AnalyzeParams, analyze_slide
 
     out = tmp_path / "ki67"

@@ -192,8 +192,8 @@ def _add_analysis_args(p: argparse.ArgumentParser) -> None:
 
 def _add_tiling_args(p: argparse.ArgumentParser) -> None:
     # defaults come from the parameter dataclasses: written once, there
-    from napari_gbm.tiling import TilingParams
-    from napari_gbm.tissue import TissueParams
+    from napari_gbm.wsi.tiling import TilingParams
+    from napari_gbm.wsi.tissue import TissueParams
 
     t, r = TilingParams(), TissueParams()
     p.add_argument(
@@ -234,7 +234,7 @@ def _add_tiling_args(p: argparse.ArgumentParser) -> None:
 
 
 def _open(path: Path, mpp: float | None) -> Any:
-    from napari_gbm.slide import Slide
+    from napari_gbm.wsi.slide import Slide
 
     return Slide(path, mpp=mpp)
 
@@ -245,7 +245,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     slide = _open(args.slide, args.mpp)
     info = slide.info()
     if not args.no_tissue:
-        from napari_gbm.tissue import detect_tissue
+        from napari_gbm.wsi.tissue import detect_tissue
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -282,10 +282,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_tile(args: argparse.Namespace) -> int:
     from napari_gbm.io import write_json, write_parquet, write_png
-    from napari_gbm.overview import render_overview
     from napari_gbm.pipeline import NoTissueError, tile_slide
-    from napari_gbm.tiling import TilingParams
-    from napari_gbm.tissue import TissueParams
+    from napari_gbm.wsi.overview import render_overview
+    from napari_gbm.wsi.tiling import TilingParams
+    from napari_gbm.wsi.tissue import TissueParams
 
     t_start = time.perf_counter()
     params = TilingParams(
@@ -331,11 +331,11 @@ def cmd_tile(args: argparse.Namespace) -> int:
 def _analyze_params(args: argparse.Namespace) -> Any:
     """The AnalyzeParams of the analysis options (shared by ``analyze`` and ``cohort``)."""
     from napari_gbm.biomarkers import BiomarkerParams, PositivityParams
-    from napari_gbm.calibration import CalibrationParams, load_calibration
-    from napari_gbm.cells import CellParams
+    from napari_gbm.detect.calibration import CalibrationParams, load_calibration
+    from napari_gbm.detect.cells import CellParams
     from napari_gbm.pipeline import AnalyzeParams, needed_overlap_px
-    from napari_gbm.tiling import TilingParams
-    from napari_gbm.tissue import TissueParams
+    from napari_gbm.wsi.tiling import TilingParams
+    from napari_gbm.wsi.tissue import TissueParams
 
     if args.calibration is not None and args.no_calibration:
         raise UsageError("--calibration and --no-calibration exclude each other; pick one")
@@ -412,7 +412,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_stratify(args: argparse.Namespace) -> int:
-    from napari_gbm.stratify import load_table, run_stratify
+    from napari_gbm.survival.stratify import load_table, run_stratify
 
     table = load_table(args.table)
     clinical = load_table(args.clinical) if args.clinical else None
@@ -719,7 +719,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import warnings
 
     from napari_gbm.outputs import check_output_folder
-    from napari_gbm.slide import SlideError
+    from napari_gbm.wsi.slide import SlideError
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -6,7 +6,7 @@ default, any running scheduler when given) and writes, under the output folder `
 
     DIR/slides/<slide_id>/   what ``napari-gbm analyze`` writes for that slide
     DIR/slides.parquet       one row per analysed slide: its biomarkers, ids, clinical columns
-    DIR/patients.parquet     one row per patient (napari_gbm.patients.aggregate_patients)
+    DIR/patients.parquet     one row per patient (napari_gbm.survival.patients.aggregate_patients)
     DIR/failures.csv         one row per slide that could not be analysed, with the reason
     DIR/failures.parquet     the same table
     DIR/cohort.json          the run: input, parameters, counts (written after the tables)
@@ -433,7 +433,7 @@ def analyze_task(
     """
     import napari_gbm
     from napari_gbm.pipeline import analyze_slide
-    from napari_gbm.slide import SlideError
+    from napari_gbm.wsi.slide import SlideError
 
     t0 = time.perf_counter()
     worker = _worker_address()
@@ -657,7 +657,7 @@ def run_cohort(
     worker_timeout_s : float
         How long to wait for a first worker on an existing cluster.
     time_col, event_col, covariates, model :
-        Stratification of the patients table (``napari_gbm.stratify.run_stratify``), run when
+        Stratification of the patients table (:func:`napari_gbm.run_stratify`), run when
         the manifest has both survival columns (default names :data:`DEFAULT_TIME_COL` and
         :data:`DEFAULT_EVENT_COL`).
     progress : callable, optional
@@ -956,7 +956,7 @@ def _slides_table(cohort: Cohort, outcomes: Mapping[str, Mapping[str, Any]]) -> 
 
 def _clinical_name(col: str, row: Mapping[str, Any]) -> str:
     """A clinical column named like a biomarker keeps its values as ``<name>_clinical``
-    (as :func:`napari_gbm.patients.join_clinical` names such clashes)."""
+    (as :func:`napari_gbm.survival.patients.join_clinical` names such clashes)."""
     if col not in row:
         return col
     log.warning("clinical column %r is also a biomarker: stored as %r", col, f"{col}_clinical")
@@ -1032,11 +1032,11 @@ def _write_tables(
 
 def _patients_table(slides: pd.DataFrame, cohort: Cohort, notes: list[str]) -> pd.DataFrame | None:
     try:
-        from napari_gbm.patients import aggregate_patients, join_clinical
+        from napari_gbm.survival.patients import aggregate_patients, join_clinical
     except ModuleNotFoundError as exc:
-        if exc.name != "napari_gbm.patients":
+        if exc.name != "napari_gbm.survival.patients":
             raise
-        notes.append("patients.parquet not written: napari_gbm.patients is not available")
+        notes.append("patients.parquet not written: napari_gbm.survival.patients is not available")
         log.warning(notes[-1])
         return None
     if slides.empty:
@@ -1097,11 +1097,11 @@ def _stratify(
         log.warning(result.notes[-1])
         return None
     try:
-        from napari_gbm.stratify import run_stratify
+        from napari_gbm.survival.stratify import run_stratify
     except ModuleNotFoundError as exc:
-        if exc.name != "napari_gbm.stratify":
+        if exc.name != "napari_gbm.survival.stratify":
             raise
-        result.notes.append("no stratification: napari_gbm.stratify is not available")
+        result.notes.append("no stratification: napari_gbm.survival.stratify is not available")
         log.warning(result.notes[-1])
         return None
     log.info("stratify: %d patients, time %s, event %s", len(result.patients), t_col, e_col)

@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 
 from napari_gbm.biomarkers.whole_slide import BiomarkerParams
-from napari_gbm.calibration import SlideCalibration
-from napari_gbm.cells import CellParams
-from napari_gbm.segment import halo_um
-from napari_gbm.slide import Slide, SlideError
-from napari_gbm.tiling import TileGrid, TilingParams, make_tile_grid
-from napari_gbm.tissue import TissueMask, TissueParams, detect_tissue
+from napari_gbm.detect.calibration import SlideCalibration
+from napari_gbm.detect.cells import CellParams
+from napari_gbm.detect.segment import halo_um
+from napari_gbm.wsi.slide import Slide, SlideError
+from napari_gbm.wsi.tiling import TileGrid, TilingParams, make_tile_grid
+from napari_gbm.wsi.tissue import TissueMask, TissueParams, detect_tissue
 
 __all__ = [
     "OUTPUT_FILES",
@@ -140,7 +140,7 @@ class AnalyzeParams:
     biomarkers: BiomarkerParams = field(default_factory=BiomarkerParams)
     estimate_stains: bool = False
     #: one calibration for every slide (``SlideCalibration.to_dict()``, e.g. read with
-    #: :func:`~napari_gbm.calibration.load_calibration`); None: each slide its own
+    #: :func:`~napari_gbm.detect.calibration.load_calibration`); None: each slide its own
     fixed_calibration: dict[str, Any] | None = None
 
     def resolved_tiling(self) -> TilingParams:
@@ -190,10 +190,10 @@ def analyze_slide(
     is written atomically, and ``summary.json`` only once all others are complete, so a
     folder with a ``summary.json`` is a complete analysis (:func:`is_complete`).
 
-    The slide is calibrated first (:mod:`napari_gbm.calibration`: white point and the
+    The slide is calibrated first (:mod:`napari_gbm.detect.calibration`: white point and the
     counterstain level the detection thresholds follow) unless
     ``params.fixed_calibration`` gives one (e.g. one slide's, read back with
-    :func:`~napari_gbm.calibration.load_calibration`, for a whole cohort) or
+    :func:`~napari_gbm.detect.calibration.load_calibration`, for a whole cohort) or
     ``params.cells.calibration.enabled`` is off. The calibration
     used is in ``summary.json`` and the Parquet metadata under ``"calibration"``.
 
@@ -206,7 +206,7 @@ def analyze_slide(
 
     from napari_gbm import __version__
     from napari_gbm.biomarkers.whole_slide import CELL_COLUMNS, slide_biomarkers
-    from napari_gbm.cells import (
+    from napari_gbm.detect.cells import (
         analyze_cells_to_parquet,
         estimate_slide_stains,
         slide_calibration,
@@ -214,7 +214,7 @@ def analyze_slide(
     )
     from napari_gbm.io import atomic_path, file_fingerprint, write_json, write_parquet, write_png
     from napari_gbm.outputs import check_output_folder, remove_leftovers
-    from napari_gbm.overview import render_overview
+    from napari_gbm.wsi.overview import render_overview
 
     t_start = time.perf_counter()
     params = params or AnalyzeParams()

@@ -51,9 +51,9 @@ def result_warnings(
 ) -> list[str]:
     """Warnings (plain sentences, empty when all is plausible) about cells detected in
     ``area_mm2`` of tissue of a slide at ``mpp`` µm/px; ``min_area_um2``: the smallest
-    nucleus detection keeps (default: :class:`~napari_gbm.segment.NucleusParams`')."""
+    nucleus detection keeps (default: :class:`~napari_gbm.detect.segment.NucleusParams`')."""
     if min_area_um2 is None:
-        from napari_gbm.segment import NucleusParams
+        from napari_gbm.detect.segment import NucleusParams
 
         min_area_um2 = NucleusParams().min_area_um2
     areas = np.asarray(nucleus_area_um2, dtype=np.float64)

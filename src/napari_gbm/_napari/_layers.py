@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 
 from napari_gbm import __version__
-from napari_gbm.slide import Slide
-from napari_gbm.tiling import TileGrid
-from napari_gbm.tissue import TissueMask
+from napari_gbm.wsi.slide import Slide
+from napari_gbm.wsi.tiling import TileGrid
+from napari_gbm.wsi.tissue import TissueMask
 
 LayerData = tuple[Any, dict[str, Any], str]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_gbm._napari._layers import LayerData, slide_layer
-from napari_gbm.slide import Slide, SlideError
+from napari_gbm.wsi.slide import Slide, SlideError
 
 PathOrPaths = str | Sequence[str]
 

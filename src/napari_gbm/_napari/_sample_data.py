@@ -14,7 +14,7 @@ from typing import Any
 
 from napari_gbm._napari._layers import LayerData, slide_layer
 from napari_gbm.samples import cmu1_path, synthetic_sample_path
-from napari_gbm.slide import Slide
+from napari_gbm.wsi.slide import Slide
 
 
 def cmu1_small_region() -> list[LayerData]:

@@ -17,7 +17,7 @@ image's pixel size:
 6. objects outside ``min_area_um2`` - ``max_area_um2`` dropped.
 
 Ki-67 (``hdab`` only): scikit-image's stain values are decimal optical density divided by
-6 (``log(I) / log(1e-6)``; checked against :func:`napari_gbm.stain.deconvolve` with
+6 (``log(I) / log(1e-6)``; checked against :func:`napari_gbm.detect.stain.deconvolve` with
 ``HDAB``, which agrees on pure DAB colours to 0.5 %), so DAB OD = 6 x the ``rgb2hed`` DAB
 channel. A nucleus is positive when its mean DAB OD is at least ``positive_dab_od`` (0.2,
 QuPath's 1+ threshold): a fixed, image-independent rule.
@@ -129,7 +129,7 @@ def segment_baseline(
 def detect_skimage(path: Path, mpp: float, stain: str) -> Detections:
     """The baseline as a detector of :mod:`napari_gbm.evaluation.detectors`."""
     from napari_gbm.evaluation.metrics import label_centroids
-    from napari_gbm.slide import Slide
+    from napari_gbm.wsi.slide import Slide
 
     with Slide(path, mpp=mpp) as slide:
         w, h = slide.dimensions

@@ -236,7 +236,7 @@ def load_dataset(
         Naming the file and the problem; every selected image and annotation is checked
         (opened) here.
     """
-    from napari_gbm.slide import Slide, SlideError
+    from napari_gbm.wsi.slide import Slide, SlideError
 
     root = Path(path)
     if not root.exists():

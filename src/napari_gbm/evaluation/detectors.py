@@ -26,12 +26,12 @@ Detector = Callable[[Path, float, str], Detections]
 
 def detect_napari_gbm(path: Path, mpp: float, stain: str) -> Detections:
     """Our detector on one image, as ``analyze`` runs it: the whole image as one region
-    (:func:`napari_gbm.region.analyze_region`), cells graded positive at
+    (:func:`napari_gbm.detect.region.analyze_region`), cells graded positive at
     ``positive_class >= 1`` (None when no cell is graded, e.g. H&E), nucleus outlines
     brought to the image's full resolution."""
-    from napari_gbm.cells import CellParams
-    from napari_gbm.region import analyze_region
-    from napari_gbm.slide import Slide
+    from napari_gbm.detect.cells import CellParams
+    from napari_gbm.detect.region import analyze_region
+    from napari_gbm.wsi.slide import Slide
 
     with Slide(path, mpp=mpp) as slide:
         w, h = slide.dimensions

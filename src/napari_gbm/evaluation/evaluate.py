@@ -321,7 +321,7 @@ def evaluate_dataset(
                 rec.update(score.record)
             if out_dir is not None:
                 if rgb is None:
-                    from napari_gbm.slide import Slide
+                    from napari_gbm.wsi.slide import Slide
 
                     with Slide(item.path, mpp=item.mpp) as slide:
                         rgb = slide.read_region((0, 0), 0, (item.width, item.height))

@@ -1,24 +1,20 @@
 """Per-object features of label images: morphology, intensity and cell compartments.
 
-Import the functions from their modules (``napari_gbm.features.measure`` etc.); this
-package module re-exports them lazily so importing it does not compile or load numba.
+Each name loads its module on first use, so importing the package does not compile or load
+numba.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
-__all__ = ["measure_cells", "measure_compartments"]
+from napari_gbm._lazy import attach
 
+__getattr__, __dir__, __all__ = attach(
+    __name__,
+    {"measure_cells": "measure", "measure_compartments": "compartments"},
+)
 
-def __getattr__(name: str) -> Any:
-    # numba (and its JIT cache) load on first use, not when the package is imported
-    if name == "measure_cells":
-        from napari_gbm.features.measure import measure_cells
-
-        return measure_cells
-    if name == "measure_compartments":
-        from napari_gbm.features.compartments import measure_compartments
-
-        return measure_compartments
-    raise AttributeError(f"module 'napari_gbm.features' has no attribute {name!r}")
+if TYPE_CHECKING:
+    from napari_gbm.features.compartments import measure_compartments
+    from napari_gbm.features.measure import measure_cells

@@ -11,45 +11,54 @@ optimal cut, matplotlib for plots) on first use.
 - :func:`risk_groups`, :func:`optimal_cutoff`, :class:`RiskGroups`, :class:`OptimalCut`,
   :func:`p_lausen_schumacher`, :func:`p_altman` (``cutoff``)
 - :func:`km_plot`, :func:`forest_plot` (``plots``)
+- :func:`run_stratify` (``stratify``: the ``napari-gbm stratify`` job; ``patients`` joins
+  slides to patients)
 - :func:`cox_partial_log_likelihood`, :func:`cox_partial_nll` (``_loss``, the shared loss)
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from typing import TYPE_CHECKING
 
-_EXPORTS = {
-    "kaplan_meier": "km",
-    "median_survival": "km",
-    "logrank_test": "logrank",
-    "LogRankResult": "logrank",
-    "concordance_index": "concordance",
-    "CoxModel": "cox",
-    "CoxFitError": "cox",
-    "risk_groups": "cutoff",
-    "optimal_cutoff": "cutoff",
-    "RiskGroups": "cutoff",
-    "OptimalCut": "cutoff",
-    "p_lausen_schumacher": "cutoff",
-    "p_altman": "cutoff",
-    "km_plot": "plots",
-    "forest_plot": "plots",
-    "cox_partial_log_likelihood": "_loss",
-    "cox_partial_nll": "_loss",
-}
+from napari_gbm._lazy import attach
 
-__all__ = sorted(_EXPORTS)
+__getattr__, __dir__, __all__ = attach(
+    __name__,
+    {
+        "kaplan_meier": "km",
+        "median_survival": "km",
+        "logrank_test": "logrank",
+        "LogRankResult": "logrank",
+        "concordance_index": "concordance",
+        "CoxModel": "cox",
+        "CoxFitError": "cox",
+        "risk_groups": "cutoff",
+        "optimal_cutoff": "cutoff",
+        "RiskGroups": "cutoff",
+        "OptimalCut": "cutoff",
+        "p_lausen_schumacher": "cutoff",
+        "p_altman": "cutoff",
+        "km_plot": "plots",
+        "forest_plot": "plots",
+        "cox_partial_log_likelihood": "_loss",
+        "cox_partial_nll": "_loss",
+        "run_stratify": "stratify",
+    },
+)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'napari_gbm.survival' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"napari_gbm.survival.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+if TYPE_CHECKING:
+    from napari_gbm.survival._loss import cox_partial_log_likelihood, cox_partial_nll
+    from napari_gbm.survival.concordance import concordance_index
+    from napari_gbm.survival.cox import CoxFitError, CoxModel
+    from napari_gbm.survival.cutoff import (
+        OptimalCut,
+        RiskGroups,
+        optimal_cutoff,
+        p_altman,
+        p_lausen_schumacher,
+        risk_groups,
+    )
+    from napari_gbm.survival.km import kaplan_meier, median_survival
+    from napari_gbm.survival.logrank import LogRankResult, logrank_test
+    from napari_gbm.survival.plots import forest_plot, km_plot
+    from napari_gbm.survival.stratify import run_stratify

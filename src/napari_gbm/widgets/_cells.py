@@ -29,7 +29,7 @@ from napari_gbm._napari._layers import (
     nucleus_labels_layer,
     put_layer,
 )
-from napari_gbm.cells import Cancelled, CellParams
+from napari_gbm.detect.cells import Cancelled, CellParams
 from napari_gbm.widgets._dock import ScrollingDock
 
 if TYPE_CHECKING:
@@ -382,8 +382,8 @@ _CALIBRATIONS: dict[tuple[Any, ...], Any] = {}
 
 
 def _calibration_of(slide: Any, path: str, mpp: float, params: CellParams) -> Any:
-    from napari_gbm.cells import slide_calibration
-    from napari_gbm.tiling import TilingParams
+    from napari_gbm.detect.cells import slide_calibration
+    from napari_gbm.wsi.tiling import TilingParams
 
     key = (path, mpp, params.stain, params.nucleus, params.calibration)
     if key not in _CALIBRATIONS:
@@ -395,9 +395,9 @@ def _run_region(
     path: str, mpp: float, params: CellParams, box: Any, poly: Any, *, progress: Any, cancel: Any
 ) -> dict[str, Any]:
     from napari_gbm.biomarkers import ihc_scores
+    from napari_gbm.detect.region import analyze_region
     from napari_gbm.qc import result_warnings
-    from napari_gbm.region import analyze_region
-    from napari_gbm.slide import Slide
+    from napari_gbm.wsi.slide import Slide
 
     slide = Slide(path, mpp=mpp)
     cal = _calibration_of(slide, path, mpp, params)

@@ -1,6 +1,6 @@
 """Cohort & stratification dock widget: load a cohort table (and a clinical CSV), or the
 output folder of ``napari-gbm cohort``; choose the survival columns, covariates, the
-biomarker to group by and the cut-off; run :func:`napari_gbm.stratify.run_stratify` in a
+biomarker to group by and the cut-off; run :func:`napari_gbm.survival.stratify.run_stratify` in a
 thread worker; see the Kaplan-Meier curves, the C-index, the log-rank p and the Cox hazard
 ratios in the dock, and the risk group of the patient of the slide open in the viewer.
 
@@ -36,8 +36,14 @@ from magicgui.widgets import (
     SpinBox,
 )
 
-from napari_gbm.stratify import CUTOFFS, DEFAULT_COVARIATES, MAX_LEVELS, event_indicator, load_table
 from napari_gbm.survival.plots import format_p
+from napari_gbm.survival.stratify import (
+    CUTOFFS,
+    DEFAULT_COVARIATES,
+    MAX_LEVELS,
+    event_indicator,
+    load_table,
+)
 from napari_gbm.widgets._dock import ScrollingDock
 
 if TYPE_CHECKING:
@@ -130,7 +136,7 @@ def read_results(
     *,
     id_col: str = "patient_id",
 ) -> CohortResults:
-    """Read a finished :func:`~napari_gbm.stratify.run_stratify` output folder and compute
+    """Read a finished :func:`~napari_gbm.survival.stratify.run_stratify` output folder and compute
     the Kaplan-Meier curve of each risk group.
 
     ``table`` (and ``clinical``) are the inputs of the run: they supply each patient's
@@ -277,7 +283,7 @@ def _compute(
     out: Path,
     params: dict[str, Any],
 ) -> CohortResults:
-    from napari_gbm.stratify import run_stratify
+    from napari_gbm.survival.stratify import run_stratify
 
     run_stratify(table, out, clinical=clinical, **params)
     return read_results(out, table, clinical, id_col=params["id_col"])
@@ -712,7 +718,7 @@ class CohortWidget(ScrollingDock):
     def _fill_hr_table(self, summary: pd.DataFrame) -> None:
         from qtpy.QtWidgets import QTableWidgetItem
 
-        from napari_gbm.stratify import reported_hazard_ratios
+        from napari_gbm.survival.stratify import reported_hazard_ratios
 
         self._hr_table.setRowCount(len(summary))
         for i, r in enumerate(reported_hazard_ratios(summary).itertuples(index=False)):

@@ -27,10 +27,10 @@ from napari_gbm._napari._layers import (
     tissue_layer,
 )
 from napari_gbm.pipeline import tile_slide
-from napari_gbm.slide import Slide
-from napari_gbm.tiling import TileGrid, TilingParams
-from napari_gbm.tissue import TissueMask, TissueParams
 from napari_gbm.widgets._dock import ScrollingDock
+from napari_gbm.wsi.slide import Slide
+from napari_gbm.wsi.tiling import TileGrid, TilingParams
+from napari_gbm.wsi.tissue import TissueMask, TissueParams
 
 if TYPE_CHECKING:
     import napari

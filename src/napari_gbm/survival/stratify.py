@@ -1,7 +1,7 @@
 """Patient stratification: the ``napari-gbm stratify`` job.
 
 From a table with one row per patient (or the slide table of a cohort run, aggregated by
-:func:`napari_gbm.patients.aggregate_patients`), optionally joined with a clinical CSV:
+:func:`napari_gbm.survival.patients.aggregate_patients`), optionally joined with a clinical CSV:
 fit a Cox model (or an MLP Cox model) on chosen covariates, score each patient's risk,
 split patients into risk groups (by the model's risk, or by one biomarker with
 ``group_by``) at a chosen cut-off, and compare the groups.
@@ -405,7 +405,6 @@ def run_stratify(
     (default: their ``attrs["source"]``, set by :func:`load_table`)."""
     from napari_gbm import __version__
     from napari_gbm.io import write_csv, write_json
-    from napari_gbm.patients import aggregate_patients, join_clinical
     from napari_gbm.survival import (
         CoxModel,
         concordance_index,
@@ -414,6 +413,7 @@ def run_stratify(
         logrank_test,
         risk_groups,
     )
+    from napari_gbm.survival.patients import aggregate_patients, join_clinical
 
     if model not in ("cox", "mlp"):
         raise ValueError(f"model must be 'cox' or 'mlp', got {model!r}")
@@ -432,7 +432,7 @@ def run_stratify(
             df = aggregate_patients(df, id_col=id_col)
             notes.append(
                 f"the table has one row per slide: aggregated to {len(df)} patients "
-                "(napari_gbm.patients rules)"
+                "(napari_gbm.survival.patients rules)"
             )
         else:
             dup = df[id_col][df[id_col].duplicated()].unique().tolist()

@@ -2,7 +2,7 @@
 
 Pipeline (every length in µm, converted with the tile's ``mpp``):
 
-1. colour deconvolution (:func:`napari_gbm.stain.deconvolve`) into stain OD images;
+1. colour deconvolution (:func:`napari_gbm.detect.stain.deconvolve`) into stain OD images;
 2. detection image: hematoxylin, plus DAB when the stains have one (``"nuclear"``), so
    brown Ki-67-positive nuclei are found as well as blue negative ones;
 3. optional median filter; background subtraction by a grey opening with a square of
@@ -22,7 +22,7 @@ Pipeline (every length in µm, converted with the tile's ``mpp``):
 7. cells: each nucleus grown by ``cell_expansion_um`` into unclaimed pixels, every
    pixel going to its nearest nucleus (Voronoi-limited, like QuPath).
 
-Thresholds: with the slide's calibration (:mod:`napari_gbm.calibration`, what ``analyze``
+Thresholds: with the slide's calibration (:mod:`napari_gbm.detect.calibration`, what ``analyze``
 uses) they are multiples of the slide's counterstain level (``threshold_rel``,
 ``peak_rel``); without one, the fixed ``threshold_od`` / ``peak_threshold_od``.
 
@@ -44,7 +44,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage as ndi
 
-from . import _segment_kernels as K
+from . import _kernels as K
 from .stain import HE, StainVectors, optical_density
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ class NucleusParams:
         QuPath), used when the slide is not calibrated. Set to ``threshold_od`` to
         disable.
     threshold_rel, peak_rel : float
-        With a slide calibration (:mod:`napari_gbm.calibration`), the two thresholds
+        With a slide calibration (:mod:`napari_gbm.detect.calibration`), the two thresholds
         are these multiples of the slide's counterstain level ``level_od``, so they
         follow the stain instead of a fixed OD: on real H&E and Ki-67 tiles a fixed 0.25
         peak missed the pale counterstained nuclei of IHC and let neuropil texture of
@@ -262,7 +262,7 @@ def prepare_rgb(image: npt.ArrayLike) -> npt.NDArray[np.uint8]:
 
 def deconvolve_tile(rgb: npt.NDArray[np.uint8], stains: StainVectors) -> npt.NDArray[np.float32]:
     """Stain concentrations (3, h, w) of an RGB uint8 tile, through a 256-entry OD table
-    per channel (the same values as :func:`napari_gbm.stain.deconvolve`)."""
+    per channel (the same values as :func:`napari_gbm.detect.stain.deconvolve`)."""
     grey = np.repeat(np.arange(256, dtype=np.uint8)[:, None, None], 3, axis=2)
     lut = optical_density(grey, stains.background)[:, 0, :]
     out = np.empty((3, *rgb.shape[:2]), np.float32)
@@ -423,11 +423,11 @@ def segment_nuclei(
     mpp : float
         Pixel size in µm / px; every parameter in µm is converted with it.
     stains : StainVectors
-        Stain vectors (:data:`~napari_gbm.stain.HE`, :data:`~napari_gbm.stain.HDAB` or
+        Stain vectors (:data:`~napari_gbm.detect.stain.HE`, :data:`~napari_gbm.detect.stain.HDAB` or
         estimated per slide). Ignored when ``calibration`` is given.
     params : NucleusParams
     calibration : SlideCalibration, optional
-        The slide's calibration (:func:`napari_gbm.calibration.calibrate_slide`): its
+        The slide's calibration (:func:`napari_gbm.detect.calibration.calibrate_slide`): its
         stain vectors and white point are used, and the thresholds follow its
         counterstain level (``params.threshold_rel``, ``params.peak_rel``). Without
         it the fixed ``threshold_od`` / ``peak_threshold_od`` apply. Pass the *slide's*

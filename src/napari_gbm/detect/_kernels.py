@@ -1,7 +1,7 @@
 """Numba kernels for stain deconvolution and nucleus segmentation.
 
-Each kernel is small, typed by its caller (:mod:`napari_gbm.stain`,
-:mod:`napari_gbm.segment`), free of module globals, and checked against a scipy /
+Each kernel is small, typed by its caller (:mod:`napari_gbm.detect.stain`,
+:mod:`napari_gbm.detect.segment`), free of module globals, and checked against a scipy /
 scikit-image reference in the tests (also with ``NUMBA_DISABLE_JIT=1``).
 """
 

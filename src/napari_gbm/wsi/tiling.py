@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from napari_gbm.slide import Slide
-from napari_gbm.tissue import TissueMask
+from napari_gbm.wsi.slide import Slide
+from napari_gbm.wsi.tissue import TissueMask
 
 __all__ = [
     "TileGrid",

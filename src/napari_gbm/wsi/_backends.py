@@ -1,4 +1,4 @@
-"""Pixel sources behind :class:`napari_gbm.slide.Slide`.
+"""Pixel sources behind :class:`napari_gbm.wsi.slide.Slide`.
 
 - :class:`OpenSlideBackend`: every pyramid format OpenSlide reads.
 - :class:`TiffBackend`: TIFF files OpenSlide refuses (plain stripped TIFF, OME-TIFF, other
@@ -418,7 +418,7 @@ def _ifd_chain_end(path: Path, size: int) -> tuple[int, int] | None:
         head = fh.read(16)
         order = "<" if head[:2] == b"II" else ">"
         big = head[2:4] in (b"+\x00", b"\x00+")
-        off_t, count_t, entry = (("u8", "u8", 20) if big else ("u4", "u2", 12))
+        off_t, count_t, entry = ("u8", "u8", 20) if big else ("u4", "u2", 12)
         off_n, count_n = (8, 8) if big else (4, 2)
         offset = int(np.frombuffer(head[8:16] if big else head[4:8], order + off_t)[0])
         seen: set[int] = set()

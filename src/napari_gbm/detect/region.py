@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 
 from napari_gbm.biomarkers.ihc import PositivityParams
-from napari_gbm.calibration import SlideCalibration
-from napari_gbm.cells import CellParams, analyze_cells, slide_calibration, stain_preset
-from napari_gbm.slide import Slide
-from napari_gbm.stain import StainVectors
-from napari_gbm.tiling import TilingParams, make_tile_grid
+from napari_gbm.detect.calibration import SlideCalibration
+from napari_gbm.detect.cells import CellParams, analyze_cells, slide_calibration, stain_preset
+from napari_gbm.detect.stain import StainVectors
+from napari_gbm.wsi.slide import Slide
+from napari_gbm.wsi.tiling import TilingParams, make_tile_grid
 
 __all__ = ["MAX_OUTLINE_PIXELS", "RegionCells", "analyze_region"]
 
@@ -66,7 +66,7 @@ def analyze_region(
         inside it (the box should contain it).
     tiling : the grid (default: 0.5 µm/px, 1024 px tiles, the halo detection needs).
     calibration : the *slide's* calibration (pass it when analysing many regions of one
-        slide: :func:`napari_gbm.cells.slide_calibration`); None: measured from the
+        slide: :func:`napari_gbm.detect.cells.slide_calibration`); None: measured from the
         whole slide here, never from the region, so a region's cells are the cells a
         whole-slide run finds there.
     """
@@ -125,7 +125,7 @@ def analyze_region(
     if outlines:
         ow, oh = round((x1 - x0) / scale), round((y1 - y0) / scale)
         if 0 < ow * oh <= MAX_OUTLINE_PIXELS:
-            from napari_gbm.segment import segment_nuclei
+            from napari_gbm.detect.segment import segment_nuclei
 
             rgb = slide.read_downsampled((x0, y0, x1 - x0, y1 - y0), (ow, oh))
             nuclei = segment_nuclei(rgb, grid.effective_mpp, stains, params.nucleus, cal).nuclei

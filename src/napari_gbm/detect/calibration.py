@@ -11,7 +11,7 @@ once per slide, from a deterministic sample of its tissue, :func:`calibrate_slid
    background" (camera fields and tinted scans are not 255 white);
 2. the **counterstain level** (``level_od``): Otsu's threshold of the
    background-subtracted, smoothed counterstain (hematoxylin) image of the sample, the
-   same contrast image detection thresholds (see :func:`napari_gbm.segment.contrast_image`),
+   same contrast image detection thresholds (see :func:`napari_gbm.detect.segment.contrast_image`),
    its values clipped at their 95th percentile first. On IHC, pixels whose smoothed DAB
    exceeds ``dab_exclude_od`` are left out, so the level is that of the pale
    counterstained (negative) nuclei, not of the brown ones. The clip matters: a few very
@@ -21,7 +21,7 @@ once per slide, from a deterministic sample of its tissue, :func:`calibrate_slid
    40-60 points too high there).
 
 Detection then thresholds every tile at multiples of ``level_od`` (``threshold_rel``,
-``peak_rel`` in :class:`~napari_gbm.segment.NucleusParams`), so its operating point
+``peak_rel`` in :class:`~napari_gbm.detect.segment.NucleusParams`), so its operating point
 follows the slide's stain. A plain image (PNG, JPEG, a camera field) is its own slide.
 The calibration is stored in ``summary.json`` and the Parquet metadata, and can be passed
 back in (``analyze --calibration summary.json``) to analyse a cohort with one calibration.
@@ -45,12 +45,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from napari_gbm.stain import StainVectors
+from napari_gbm.detect.stain import StainVectors
 
 if TYPE_CHECKING:
-    from napari_gbm.segment import NucleusParams
-    from napari_gbm.slide import Slide
-    from napari_gbm.tissue import TissueMask
+    from napari_gbm.detect.segment import NucleusParams
+    from napari_gbm.wsi.slide import Slide
+    from napari_gbm.wsi.tissue import TissueMask
 
 __all__ = [
     "CalibrationParams",
@@ -72,7 +72,7 @@ class CalibrationParams:
     ----------
     enabled : bool
         False: preset stain vectors on 255 white and the fixed thresholds of
-        :class:`~napari_gbm.segment.NucleusParams` (the behaviour before calibration).
+        :class:`~napari_gbm.detect.segment.NucleusParams` (the behaviour before calibration).
     sample_tiles : int
         Tissue tiles sampled (evenly over the slide's tissue tiles, in grid order).
     sample_tile_px : int
@@ -220,7 +220,7 @@ def calibrate_pixels(
     from scipy import ndimage as ndi
     from skimage.filters import threshold_otsu
 
-    from napari_gbm.segment import contrast_image, deconvolve_tile
+    from napari_gbm.detect.segment import contrast_image, deconvolve_tile
 
     tiles = [np.ascontiguousarray(t[..., :3]) for t in tiles if t.size]
     pixels = (
@@ -271,9 +271,9 @@ def calibrate_slide(
     ``preset``: the starting stain vectors (default: the preset of ``stain``); their
     background is replaced by the estimated white point.
     """
-    from napari_gbm.cells import stain_preset
-    from napari_gbm.tiling import TilingParams, make_tile_grid
-    from napari_gbm.tissue import detect_tissue
+    from napari_gbm.detect.cells import stain_preset
+    from napari_gbm.wsi.tiling import TilingParams, make_tile_grid
+    from napari_gbm.wsi.tissue import detect_tissue
 
     slide.require_mpp()
     if tissue is None:

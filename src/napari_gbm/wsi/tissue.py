@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from napari_gbm.slide import Slide
+from napari_gbm.wsi.slide import Slide
 
 __all__ = [
     "DEFAULT_ASSUMED_MPP",

@@ -33,14 +33,14 @@ import numpy as np
 import pandas as pd
 
 from napari_gbm.biomarkers.ihc import NOT_APPLICABLE, PositivityParams, positive_class
-from napari_gbm.calibration import CalibrationParams, SlideCalibration, calibrate_slide
+from napari_gbm.detect.calibration import CalibrationParams, SlideCalibration, calibrate_slide
+from napari_gbm.detect.segment import NucleusParams, segment_nuclei
+from napari_gbm.detect.stain import HDAB, HE, StainVectors
 from napari_gbm.features.neighbourhood import NEIGHBOURHOOD_COLUMNS, neighbourhood_features
 from napari_gbm.schema import HARALICK, conform_cell_table, empty_cell_table
-from napari_gbm.segment import NucleusParams, segment_nuclei
-from napari_gbm.slide import Slide
-from napari_gbm.stain import HDAB, HE, StainVectors
-from napari_gbm.tiling import TileGrid, read_tile
-from napari_gbm.tissue import TissueMask
+from napari_gbm.wsi.slide import Slide
+from napari_gbm.wsi.tiling import TileGrid, read_tile
+from napari_gbm.wsi.tissue import TissueMask
 
 __all__ = ["Cancelled", "CellParams", "analyze_cells", "stain_preset"]
 
@@ -111,7 +111,7 @@ def slide_calibration(
     given: SlideCalibration | None = None,
 ) -> SlideCalibration | None:
     """The calibration a run uses: ``given`` (passed in by the user) if any, else the
-    slide's own (:func:`~napari_gbm.calibration.calibrate_slide`, with ``stain_vectors``
+    slide's own (:func:`~napari_gbm.detect.calibration.calibrate_slide`, with ``stain_vectors``
     or the stain's preset as the starting vectors), or None when calibration is off."""
     if given is not None:
         return given
@@ -151,7 +151,7 @@ def estimate_slide_stains(
 ) -> StainVectors:
     """Per-slide stain vectors (Macenko) from the tissue pixels of a low-resolution read
     (about ``pixel_um`` µm/px, at most 2048 px on the long side)."""
-    from napari_gbm.stain import estimate_macenko
+    from napari_gbm.detect.stain import estimate_macenko
 
     w, h = slide.dimensions
     mpp = slide.require_mpp()
@@ -192,7 +192,7 @@ def analyze_cells(
     cancel : callable() -> bool, optional
         Checked before each tile; when it returns True, :class:`Cancelled` is raised.
     tissue : the slide's tissue mask; when given, cells off the tissue are left out
-        (:meth:`~napari_gbm.tissue.TissueMask.on_tissue`).
+        (:meth:`~napari_gbm.wsi.tissue.TissueMask.on_tissue`).
 
     Returns
     -------

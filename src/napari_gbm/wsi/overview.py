@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from napari_gbm.slide import Slide
-from napari_gbm.tiling import TileGrid
-from napari_gbm.tissue import TissueMask
+from napari_gbm.wsi.slide import Slide
+from napari_gbm.wsi.tiling import TileGrid
+from napari_gbm.wsi.tissue import TissueMask
 
 __all__ = ["render_overview"]
 
