@@ -319,7 +319,7 @@ def test_a_damaged_header_gives_one_line(tmp_path: Path, cmu_path: Path) -> None
 
 
 def test_a_file_claiming_a_vendor_format_is_not_read_as_a_plain_tiff(cmu_path: Path) -> None:
-    from napari_gbm.wsi._backends import _vendor_claim
+    from napari_gbm.wsi._open import _vendor_claim
 
     assert _vendor_claim(cmu_path) == "Aperio SVS"
 

@@ -1,7 +1,8 @@
 """Whole-slide images: opening a slide in µm, tissue detection, the tile grid, the overview.
 
 - :mod:`.slide`: :class:`Slide`, one interface over OpenSlide, tifffile and Pillow;
-- :mod:`._backends`: the pixel sources behind it;
+- :mod:`._backends`: the pixel sources behind it, and :mod:`._open`: picking one for a file
+  (or saying why none can read it);
 - :mod:`.tissue`: :func:`detect_tissue` at low resolution, :class:`TissueMask`;
 - :mod:`.tiling`: :class:`TileGrid` at a target resolution and the ownership rule;
 - :mod:`.overview`: thumbnail with tissue outline and tile grid.

@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from napari_gbm.wsi._backends import Backend, SlideError, open_backend
+from napari_gbm.wsi._backends import Backend, SlideError
+from napari_gbm.wsi._open import open_backend
 
 __all__ = ["MPP_RANGE_UM", "Slide", "SlideError"]
 
