@@ -3,7 +3,7 @@
 A cell detection gives two label images with shared ids: nucleus ``i`` lies in cell ``i``.
 The cytoplasm of cell ``i`` is every pixel of cell ``i`` that is not nucleus ``i``.
 Everything is computed by :mod:`.measure` (same kernels, same definitions); this module
-only decides which objects are measured on which image and renames the columns.
+only decides which objects are measured on which image and prefixes the columns.
 """
 
 from __future__ import annotations
@@ -24,21 +24,22 @@ from napari_gbm.features.measure import (
 
 __all__ = ["measure_compartments"]
 
-#: measure_cells column (µm mode) -> compartment column suffix
-MORPHOLOGY_NAMES = {
-    "area_um2": "area_um2",
-    "perimeter_um": "perimeter_um",
-    "circularity": "circularity",
-    "eccentricity": "eccentricity",
-    "solidity": "solidity",
-    "major_axis_length_um": "major_axis_um",
-    "minor_axis_length_um": "minor_axis_um",
-    "orientation_rad": "orientation_rad",
-    "max_caliper_um": "max_caliper_um",
-    "min_caliper_um": "min_caliper_um",
-    "extent": "extent",
-    "equivalent_diameter_um": "equivalent_diameter_um",
-}
+#: measure_cells columns (µm mode) kept per compartment, as ``<compartment>_<name>``: one naming
+#: (noun first, unit last) from measure_cells to the cell table
+MORPHOLOGY_COLUMNS = (
+    "area_um2",
+    "perimeter_um",
+    "circularity",
+    "eccentricity",
+    "solidity",
+    "major_axis_um",
+    "minor_axis_um",
+    "orientation_rad",
+    "max_caliper_um",
+    "min_caliper_um",
+    "extent",
+    "equivalent_diameter_um",
+)
 #: intensity statistics reported per compartment and stain (QuPath's set plus median)
 INTENSITY_STATS = ("mean", "std", "min", "max", "sum", "median", "range")
 
@@ -114,8 +115,8 @@ def measure_compartments(
         for name, table in tables.items()
     }
     for compartment in ("nucleus", "cell"):
-        for source, suffix in MORPHOLOGY_NAMES.items():
-            columns[f"{compartment}_{suffix}"] = aligned[compartment][source].to_numpy()
+        for name in MORPHOLOGY_COLUMNS:
+            columns[f"{compartment}_{name}"] = aligned[compartment][name].to_numpy()
     for compartment in ("nucleus", "cell", "cytoplasm"):
         for stain in stains:
             for stat in INTENSITY_STATS:
