@@ -16,8 +16,21 @@ __all__ = ["morans_i", "spread"]
 
 
 def morans_i(grid: np.ndarray) -> float | None:
-    """Moran's I of a 2-D array of per-tile values (NaN = no value); None when undefined
-    (fewer than 3 values, no neighbouring pair, or no variance)."""
+    """Moran's I of a 2-D grid of per-tile values, rook (edge-sharing) neighbours.
+
+    Parameters
+    ----------
+    grid : array_like, shape (rows, cols)
+        One value per tile; NaN (or inf) marks a tile without a value, which takes no part
+        in the mean, the variance or any neighbour pair.
+
+    Returns
+    -------
+    float or None
+        Moran's I (about +1 clustered, about -1/(N-1) random, negative checkerboard-like);
+        None when undefined: fewer than 3 values, no neighbouring pair of valued tiles, or
+        no variance.
+    """
     v = np.asarray(grid, dtype=np.float64)
     ok = np.isfinite(v)
     n = int(ok.sum())
@@ -43,7 +56,20 @@ def morans_i(grid: np.ndarray) -> float | None:
 
 
 def spread(values: Any) -> dict[str, float | None]:
-    """Mean, CV (std / mean, population std) and IQR of the finite values."""
+    """Mean, coefficient of variation and interquartile range of the finite values.
+
+    Parameters
+    ----------
+    values : array_like
+        Any shape; non-finite values (NaN, inf) are dropped.
+
+    Returns
+    -------
+    dict
+        ``{"mean", "cv", "iqr"}``: ``cv`` is std / mean with the population std (ddof 0),
+        None when the mean is 0; ``iqr`` is the 75th minus the 25th percentile, in the
+        values' units. All three are None when no value is finite.
+    """
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]
     if v.size == 0:

@@ -40,8 +40,21 @@ POSITIVE_CLASS_NAMES = {-1: "not graded", 0: "negative", 1: "1+", 2: "2+", 3: "3
 class PositivityParams:
     """Which measurement grades a cell, and where the grade boundaries lie.
 
-    ``thresholds``: three increasing values give grades 0/1+/2+/3+ (QuPath's default
-    0.2 / 0.4 / 0.6 on nucleus DAB OD mean); one value gives negative / positive.
+    Parameters
+    ----------
+    column : str, default "nucleus_dab_od_mean"
+        Cell-table column whose value is graded (by default the mean DAB optical density
+        of the nucleus, OD units).
+    thresholds : tuple of float, default (0.2, 0.4, 0.6)
+        Three increasing values give grades 0/1+/2+/3+ (QuPath's default 0.2 / 0.4 / 0.6
+        on nucleus DAB OD mean); one value gives negative / positive. In the units of
+        `column`; stored as a tuple of float.
+
+    Raises
+    ------
+    ValueError
+        If not one or three thresholds are given, or they are not finite and strictly
+        increasing.
     """
 
     column: str = "nucleus_dab_od_mean"
@@ -63,9 +76,26 @@ class PositivityParams:
 
 
 def positive_class(values: Any, thresholds: Sequence[float] = (0.2, 0.4, 0.6)) -> np.ndarray:
-    """Grade of each cell (int8): the number of thresholds its value reaches (``>=``).
+    """Grade of each cell: the number of thresholds its value reaches (``>=``).
 
-    NaN values (a cell without that measurement) get :data:`NOT_APPLICABLE`.
+    Parameters
+    ----------
+    values : array_like
+        The graded measurement of each cell (e.g. nucleus DAB OD mean); NaN for a cell
+        without that measurement.
+    thresholds : sequence of float, default (0.2, 0.4, 0.6)
+        One or three increasing thresholds, validated as in :class:`PositivityParams`.
+
+    Returns
+    -------
+    numpy.ndarray of int8
+        Same shape as `values`: 0 to ``len(thresholds)``, and :data:`NOT_APPLICABLE` (-1)
+        where the value is NaN.
+
+    Raises
+    ------
+    ValueError
+        If the thresholds are invalid (see :class:`PositivityParams`).
     """
     v = np.asarray(values, dtype=np.float64)
     t = np.asarray(PositivityParams(thresholds=tuple(thresholds)).thresholds)
@@ -75,8 +105,27 @@ def positive_class(values: Any, thresholds: Sequence[float] = (0.2, 0.4, 0.6)) -
 
 
 def allred_score(positive_fraction: float, mean_grade: float) -> tuple[int, int, int]:
-    """(proportion score, intensity score, total) from the positive fraction (0-1) and the
-    positives' mean grade (1-3)."""
+    """Allred proportion, intensity and total score.
+
+    Parameters
+    ----------
+    positive_fraction : float
+        Fraction of graded cells that are positive, 0-1.
+    mean_grade : float
+        Mean grade of the positive cells, 1-3 (ignored when `positive_fraction` is 0).
+
+    Returns
+    -------
+    tuple of int
+        ``(proportion, intensity, total)``: proportion 0-5 (see the module docstring),
+        intensity 1-3 (1 if the mean grade <= 5/3, 2 if <= 7/3, else 3) and their sum 2-8;
+        ``(0, 0, 0)`` when nothing is positive.
+
+    Raises
+    ------
+    ValueError
+        If `positive_fraction` lies outside [0, 1].
+    """
     p = float(positive_fraction)
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"positive fraction must lie in [0, 1], got {p}")
@@ -91,7 +140,23 @@ def ihc_scores(classes: Any, *, graded: bool = True) -> dict[str, Any]:
     """Counts and scores of a set of cells from their ``positive_class``.
 
     Cells with class :data:`NOT_APPLICABLE` are left out. With no graded cell, every score
-    is ``None`` (never 0: an H&E slide has no Ki-67 index, not an index of zero).
+    is None (never 0: an H&E slide has no Ki-67 index, not an index of zero).
+
+    Parameters
+    ----------
+    classes : array_like of int
+        Per-cell grades from :func:`positive_class` (-1, 0, 1, 2, 3).
+    graded : bool, default True
+        Whether the classes are grades 0-3 (three thresholds). False (one threshold, classes
+        0/1) leaves the H-score and Allred scores None.
+
+    Returns
+    -------
+    dict
+        ``n_graded``, ``n_negative``, ``n_1plus``, ``n_2plus``, ``n_3plus``,
+        ``n_positive`` (int); ``positive_percent`` (0-100), ``h_score`` (0-300),
+        ``allred_proportion``, ``allred_intensity`` and ``allred_score`` (see
+        :func:`allred_score`), None where undefined.
     """
     c = np.asarray(classes)
     c = c[c >= 0]

@@ -21,7 +21,32 @@ GIANT_NUCLEUS_UM2 = 150.0
 def pleomorphism(
     area_um2: Any, circularity: Any = None, *, giant_um2: float = GIANT_NUCLEUS_UM2
 ) -> dict[str, float | None]:
-    """Pleomorphism measures of a set of nuclei (None where fewer than 2 nuclei)."""
+    """Pleomorphism measures of a set of nuclei.
+
+    Parameters
+    ----------
+    area_um2 : array_like
+        Nucleus areas in µm²; non-finite values are dropped.
+    circularity : array_like, optional
+        Nucleus circularities (4π area / perimeter², 1 for a circle); non-finite values are
+        dropped. None (the default) leaves ``nucleus_circularity_std`` None.
+    giant_um2 : float, default GIANT_NUCLEUS_UM2 (150 µm²)
+        Area in µm² from which a nucleus counts as giant (``>=``).
+
+    Returns
+    -------
+    dict
+        ``nucleus_area_um2_mean``, ``nucleus_area_um2_median`` (µm²),
+        ``nucleus_area_um2_cv`` (sample std / mean, ddof 1), ``nucleus_area_iqr_ratio``
+        (IQR / median), ``nucleus_circularity_std`` (ddof 1; None with fewer than 2
+        circularities) and ``giant_nucleus_fraction`` (0-1). Every value is None with fewer
+        than 2 finite areas; the two ratios are None when their denominator is 0.
+
+    Raises
+    ------
+    ValueError
+        If `giant_um2` is not positive.
+    """
     if not giant_um2 > 0:
         raise ValueError(f"giant nucleus area must be positive, got {giant_um2}")
     a = np.asarray(area_um2, dtype=np.float64)

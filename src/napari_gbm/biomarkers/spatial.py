@@ -41,6 +41,44 @@ __all__ = ["GridMaps", "SpatialParams", "disc_sum", "grid_counts", "spatial_biom
 
 @dataclass(frozen=True)
 class SpatialParams:
+    """Parameters of :func:`spatial_biomarkers` (see the module docstring for the methods).
+
+    Parameters
+    ----------
+    bin_um : float, default 25.0
+        Side of a square grid bin, µm.
+    hotspot_radius_um : float, default 250.0
+        Radius of the hotspot disc, µm; at least `bin_um`.
+    hotspot_min_cells : int, default 100
+        Fewest cells a disc must hold to be a hotspot candidate.
+    hotspot_min_tissue : float, default 0.5
+        Fraction (0-1) of a candidate disc's area that must be tissue.
+    density_radius_um : float, default 50.0
+        Radius of the disc the local cell density is computed over, µm.
+    necrosis_clearance_um : float, default 50.0
+        Tissue farther than this from every (large enough) nucleus is nucleus-free, µm; the
+        found areas are widened back by the same distance.
+    necrosis_min_nucleus_um2 : float, default 20.0
+        Nuclei smaller than this (µm²) do not count as viable cells for necrosis.
+    necrosis_min_core_mm2 : float, default 0.002
+        Smallest nucleus-free area (before widening) kept, mm².
+    necrosis_bin_um : float, default 10.0
+        Side of the finer grid bin necrosis is computed on, µm.
+    necrosis_min_area_mm2 : float, default 0.015
+        Smallest necrosis focus kept (after widening and hole filling), mm².
+    palisade_band_um : float, default 100.0
+        Width of the band around necrosis searched for pseudopalisades, µm.
+    palisade_density_ratio : float, default 1.15
+        A band bin is pseudopalisade when its local density exceeds this times the median
+        density of viable tissue.
+
+    Raises
+    ------
+    ValueError
+        If `bin_um`, `hotspot_radius_um`, `density_radius_um` or `palisade_band_um` is not
+        positive, `hotspot_radius_um` < `bin_um`, or `hotspot_min_tissue` is outside [0, 1].
+    """
+
     bin_um: float = 25.0
     hotspot_radius_um: float = 250.0
     hotspot_min_cells: int = 100
@@ -66,9 +104,25 @@ class SpatialParams:
 
 @dataclass
 class GridMaps:
-    """Per-bin maps over the slide; bin (i, j) covers x in [j, j+1) * bin_um, y likewise,
-    from the slide's origin. Ready for a napari Image layer with ``scale=(bin_um, bin_um)``
-    and ``translate=(bin_um / 2,) * 2`` (pixel centres) in µm."""
+    """Per-bin maps over the slide and the slide-level summaries derived from them.
+
+    Bin (i, j) covers x in [j, j+1) * bin_um, y in [i, i+1) * bin_um, from the slide's
+    origin. Ready for a napari Image layer with ``scale=(bin_um, bin_um)`` and
+    ``translate=(bin_um / 2,) * 2`` (pixel centres) in µm.
+
+    Attributes
+    ----------
+    bin_um : float
+        Side of a bin, µm.
+    maps : dict of str to numpy.ndarray
+        2-D maps, rows = y: ``cell_density_per_mm2`` (float32, NaN off tissue),
+        ``necrosis`` and ``pseudopalisade`` (uint8 0/1), and for IHC slides
+        ``positive_percent`` and ``positive_cells_per_mm2`` (float32, NaN where no disc
+        qualifies).
+    summary : dict of str to Any
+        Slide-level values (areas in mm², densities per mm², positions in µm), None where
+        undefined.
+    """
 
     bin_um: float
     maps: dict[str, np.ndarray] = field(default_factory=dict)
@@ -82,7 +136,25 @@ def grid_counts(
     bin_um: float,
     weights: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Number (or weighted sum) of points per bin, float64 (rows = y)."""
+    """Number (or weighted sum) of points per grid bin.
+
+    Parameters
+    ----------
+    x_um, y_um : numpy.ndarray
+        Point coordinates in µm from the slide origin. Points outside the grid are counted
+        in the nearest edge bin (indices are clipped, not dropped).
+    shape : tuple of int
+        ``(rows, cols)`` of the grid.
+    bin_um : float
+        Side of a bin, µm.
+    weights : numpy.ndarray, optional
+        One weight per point; None counts each point once.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape `shape`
+        Count (or sum of weights) per bin; rows = y.
+    """
     h, w = shape
     j = np.clip((np.asarray(x_um) // bin_um).astype(np.int64), 0, w - 1)
     i = np.clip((np.asarray(y_um) // bin_um).astype(np.int64), 0, h - 1)
@@ -96,7 +168,20 @@ def _disc(radius_bins: float) -> np.ndarray:
 
 
 def disc_sum(grid: np.ndarray, radius_bins: float) -> np.ndarray:
-    """Sum of ``grid`` over a disc around every bin (zero outside the grid)."""
+    """Sum of `grid` over a disc around every bin (zero outside the grid).
+
+    Parameters
+    ----------
+    grid : numpy.ndarray, 2-D
+        Per-bin values.
+    radius_bins : float
+        Disc radius in bins; the disc holds the bins whose centre offset is within it.
+
+    Returns
+    -------
+    numpy.ndarray of float64
+        Same shape as `grid` (an FFT convolution; values within 1e-9 of 0 are set to 0).
+    """
     k = _disc(radius_bins)
     if grid.size == 0:
         return grid.astype(np.float64)
@@ -122,14 +207,33 @@ def spatial_biomarkers(
 
     Parameters
     ----------
-    x_um, y_um : cell centroids in µm from the slide origin.
-    tissue : bool array, the tissue mask at any resolution covering the whole slide
-        (resampled to the bins).
-    slide_size_um : (width, height) of the slide in µm.
-    positive : bool array per cell, optional (IHC slides).
-    nucleus_area_um2 : per cell, optional: nuclei smaller than
-        ``necrosis_min_nucleus_um2`` (pyknotic nuclei, karyorrhectic debris) do not count
-        as viable cells when necrosis is looked for.
+    x_um, y_um : numpy.ndarray
+        Cell centroids in µm from the slide origin.
+    tissue : numpy.ndarray of bool, 2-D
+        The tissue mask at any resolution covering the whole slide (resampled to the bins by
+        nearest neighbour).
+    slide_size_um : tuple of float
+        ``(width, height)`` of the slide, µm.
+    positive : numpy.ndarray of bool, optional
+        Whether each cell is positive (IHC slides); None (H&E) leaves out the positive %
+        maps and the hotspot.
+    params : SpatialParams, optional
+        None uses ``SpatialParams()``.
+    nucleus_area_um2 : numpy.ndarray, optional
+        Nucleus area per cell, µm²: nuclei smaller than
+        ``params.necrosis_min_nucleus_um2`` (pyknotic nuclei, karyorrhectic debris) do not
+        count as viable cells when necrosis is looked for. None counts every cell.
+
+    Returns
+    -------
+    GridMaps
+        The maps (see :class:`GridMaps`) and a summary with ``necrosis_fraction`` and
+        ``pseudopalisade_fraction`` (of tissue bins), ``necrosis_area_mm2``,
+        ``n_necrosis_foci``, ``pseudopalisade_rim_density_ratio``,
+        ``viable_density_median_per_mm2`` and, when `positive` is given,
+        ``hotspot_positive_percent``, ``hotspot_positive_cells_per_mm2``,
+        ``hotspot_n_cells``, ``hotspot_x_um``, ``hotspot_y_um`` (the hotspot disc's centre)
+        and ``max_local_positive_percent``.
     """
     p = params or SpatialParams()
     b = p.bin_um

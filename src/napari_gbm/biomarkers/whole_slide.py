@@ -62,6 +62,29 @@ HETEROGENEITY_OF = ("cell_density_per_mm2", "positive_percent", "nucleus_area_um
 
 @dataclass(frozen=True)
 class BiomarkerParams:
+    """Parameters of :func:`slide_biomarkers`.
+
+    Parameters
+    ----------
+    positivity : PositivityParams, default PositivityParams()
+        Which cell-table column grades a cell and the grade thresholds.
+    spatial : SpatialParams, default SpatialParams()
+        Grid maps, hotspot, necrosis and pseudopalisade parameters.
+    giant_nucleus_um2 : float, default GIANT_NUCLEUS_UM2 (150 µm²)
+        Nucleus area from which a nucleus counts as giant, µm².
+    cellular_min_density_per_mm2 : float, default 2500.0
+        A tile of at least this cell density (cells per mm² of tissue) is cellular tumour.
+    min_tissue_fraction : float, default 0.05
+        Tiles with a smaller tissue fraction (0-1) are background.
+    necrosis_tile_fraction : float, default 0.5
+        A tile is necrosis when necrosis covers at least this fraction of its tissue bins.
+    palisade_tile_fraction : float, default 0.15
+        A tile is pseudopalisading when pseudopalisades cover at least this fraction of its
+        tissue bins.
+    heterogeneity_min_cells : int, default 20
+        Tiles with fewer cells take no part in the heterogeneity measures.
+    """
+
     positivity: PositivityParams = field(default_factory=PositivityParams)
     spatial: SpatialParams = field(default_factory=SpatialParams)
     giant_nucleus_um2: float = GIANT_NUCLEUS_UM2
@@ -77,8 +100,19 @@ class BiomarkerParams:
 
 @dataclass
 class SlideBiomarkers:
-    """``tiles``: the tile table with per-tile biomarkers; ``summary``: slide-level values
-    (JSON-ready; None where undefined); ``maps``: fine per-bin maps."""
+    """Biomarkers of one slide, as returned by :func:`slide_biomarkers`.
+
+    Attributes
+    ----------
+    tiles : pandas.DataFrame
+        The tile table with per-tile biomarkers added (``tissue_area_mm2``, ``n_cells``,
+        ``cell_density_per_mm2``, ``positive_percent``, ``h_score``,
+        ``nucleus_area_um2_mean``, ``necrosis_fraction``, ``region_class``, ...).
+    summary : dict of str to Any
+        Slide-level values, JSON-ready; None where undefined.
+    maps : GridMaps
+        Fine per-bin maps over the slide.
+    """
 
     tiles: pd.DataFrame
     summary: dict[str, Any]
@@ -105,11 +139,32 @@ def slide_biomarkers(
 
     Parameters
     ----------
-    cells : the cell table (at least :data:`CELL_COLUMNS` and the positivity column, or a
-        ``positive_class`` column).
-    tiles : the tile table (``tiles.parquet`` of the tiling).
-    tissue_mask : bool array covering the whole slide at low resolution.
-    slide_size_um : (width, height) of level 0 in µm.
+    cells : pandas.DataFrame
+        The cell table: at least :data:`CELL_COLUMNS` (centroids in µm, nucleus area in µm²)
+        and either ``params.positivity.column`` or a ``positive_class`` column. With neither,
+        no cell is graded (e.g. H&E) and the IHC scores are None.
+    tiles : pandas.DataFrame
+        The tile table (``tiles.parquet`` of the tiling): ``tile_id`` running 0..n-1 in row
+        order, ``row``, ``col``, ``selected``, ``tissue_fraction`` and the core rectangle
+        (``core_x0_um``, ``core_y0_um``, ``core_width_um``, ``core_height_um``).
+    tissue_mask : numpy.ndarray of bool, 2-D
+        Tissue mask covering the whole slide, at any (low) resolution.
+    slide_size_um : tuple of float
+        ``(width, height)`` of level 0, µm.
+    params : BiomarkerParams, optional
+        None uses ``BiomarkerParams()``.
+
+    Returns
+    -------
+    SlideBiomarkers
+        Per-tile table, slide summary (counts, densities per mm², IHC scores, spatial and
+        pleomorphism measures, region fractions, heterogeneity) and grid maps.
+
+    Raises
+    ------
+    ValueError
+        If the cell table lacks a column of :data:`CELL_COLUMNS`, the tile ids do not run
+        0..n-1 in row order, or a cell refers to a tile id the tile table lacks.
     """
     params = params or BiomarkerParams()
     missing = [c for c in CELL_COLUMNS if c not in cells.columns]
@@ -266,11 +321,25 @@ def _heterogeneity(tiles: pd.DataFrame, params: BiomarkerParams) -> dict[str, An
 
 
 def tile_map(tiles: pd.DataFrame, values: str | pd.Series) -> np.ndarray:
-    """A per-tile value as a 2-D array (grid rows x cols, NaN where no tile / no value).
+    """A per-tile value as a 2-D array on the tile grid.
 
     In napari: ``Image(tile_map(...), scale=(tile_um, tile_um), translate=(y0 + tile_um / 2,
     x0 + tile_um / 2))`` in µm, with tile_um the core size and (x0, y0) the first core's
     corner.
+
+    Parameters
+    ----------
+    tiles : pandas.DataFrame
+        Tile table with integer ``row`` and ``col`` columns.
+    values : str or pandas.Series
+        A column of `tiles`, or a series aligned with its rows; non-numeric values become
+        NaN.
+
+    Returns
+    -------
+    numpy.ndarray of float32, shape (rows, cols)
+        Spanning the tiles' row and column range; NaN where there is no tile or no value.
+        ``(0, 0)`` for an empty tile table.
     """
     v = tiles[values] if isinstance(values, str) else values
     rows = tiles["row"].to_numpy()

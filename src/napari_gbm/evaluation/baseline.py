@@ -42,7 +42,22 @@ SKIMAGE_OD_FACTOR = 6.0
 
 @dataclass(frozen=True)
 class BaselineParams:
-    """Parameters of the baseline, lengths in µm and areas in µm²."""
+    """Parameters of the baseline (see the module docstring for the steps).
+
+    Parameters
+    ----------
+    sigma_um : float, default 1.0
+        σ of the Gaussian smoothing of the detection image, µm.
+    peak_distance_um : float, default 2.5
+        Least distance between two watershed markers, µm (about a nucleus radius).
+    min_area_um2 : float, default 10.0
+        Smaller objects are dropped, µm².
+    max_area_um2 : float, default 400.0
+        Larger objects are dropped and smaller holes filled, µm².
+    positive_dab_od : float, default 0.2
+        A nucleus is positive (``hdab`` only) when its mean DAB optical density reaches this
+        (OD units; QuPath's 1+ threshold).
+    """
 
     sigma_um: float = 1.0
     peak_distance_um: float = 2.5
@@ -75,7 +90,18 @@ def _area_filter(labels: np.ndarray, lo_px: float, hi_px: float) -> np.ndarray:
 def segment_baseline(
     rgb: npt.ArrayLike, mpp: float, stain: str = "he", params: BaselineParams | None = None
 ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.bool_] | None]:
-    """Nuclei of an RGB image by the baseline (see the module docs).
+    """Nuclei of an RGB image by the baseline (see the module docstring).
+
+    Parameters
+    ----------
+    rgb : array_like, shape (h, w, 3 or 4)
+        The image (uint8 RGB; an alpha channel is ignored).
+    mpp : float
+        Pixel size, µm/px; converts every length and area of `params` to pixels.
+    stain : {"he", "hdab"}, default "he"
+        ``he`` detects on hematoxylin; ``hdab`` on hematoxylin + DAB and grades positivity.
+    params : BaselineParams, optional
+        None uses ``BaselineParams()``.
 
     Returns
     -------
@@ -84,6 +110,11 @@ def segment_baseline(
     positive : ndarray of bool, shape (n,), or None
         Per label ``k`` (at index ``k - 1``): mean DAB OD >= ``positive_dab_od``; None
         for ``he``.
+
+    Raises
+    ------
+    ValueError
+        If `stain` is neither ``he`` nor ``hdab``.
     """
     from skimage.color import rgb2hed
     from skimage.feature import peak_local_max
@@ -127,7 +158,25 @@ def segment_baseline(
 
 
 def detect_skimage(path: Path, mpp: float, stain: str) -> Detections:
-    """The baseline as a detector of :mod:`napari_gbm.evaluation.detectors`."""
+    """The baseline as a detector of :mod:`napari_gbm.evaluation.detectors`.
+
+    Reads the whole image at level 0 and runs :func:`segment_baseline` with the default
+    parameters.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        Image file, opened with :class:`~napari_gbm.wsi.slide.Slide`.
+    mpp : float
+        Pixel size, µm/px (overrides the file's).
+    stain : {"he", "hdab"}
+        Stain of the image.
+
+    Returns
+    -------
+    Detections
+        Label centroids in level-0 pixels, positivity (None for ``he``) and the label image.
+    """
     from napari_gbm.evaluation.metrics import label_centroids
     from napari_gbm.wsi.slide import Slide
 

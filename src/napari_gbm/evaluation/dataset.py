@@ -44,10 +44,16 @@ class DatasetError(ValueError):
 class Truth:
     """The annotation of one image.
 
-    ``x``, ``y``: nucleus centres (pixels); ``positive``: int8 per centre, 1 positive,
-    0 negative, -1 not graded, or None when the annotation has no Ki-67 class;
-    ``labels``: instance label image of the image's size, or None; ``source``: what it
-    was read from (``points``, ``labels``, ``points+labels``, ``geojson``).
+    Attributes
+    ----------
+    x, y : ndarray of float64, shape (n,)
+        Nucleus centres in pixels of the image (x = column, y = row, 0-based).
+    positive : ndarray of int8, shape (n,), or None
+        1 positive, 0 negative, -1 not graded; None when the annotation has no Ki-67 class.
+    labels : numpy.ndarray or None
+        Instance label image of the image's size (0 = background), or None.
+    source : str
+        What it was read from: ``points``, ``labels``, ``points+labels`` or ``geojson``.
     """
 
     x: npt.NDArray[np.float64]
@@ -66,7 +72,24 @@ class Truth:
 
 @dataclass(frozen=True)
 class AnnotatedImage:
-    """One image of a set, with where its annotation is and how to read it."""
+    """One image of a set, with where its annotation is and how to read it.
+
+    Attributes
+    ----------
+    name : str
+        Image name without extension (the manifest's ``image``).
+    path : pathlib.Path
+        The image file.
+    mpp : float
+        Pixel size, µm/px.
+    stain : str
+        ``he`` or ``hdab``.
+    width, height : int
+        Image size, pixels.
+    points_path, labels_path, geojson_path : pathlib.Path or None
+        Annotation files found; the GeoJSON is set only when there are neither points nor
+        labels.
+    """
 
     name: str
     path: Path
@@ -109,7 +132,23 @@ class AnnotatedImage:
 
 @dataclass(frozen=True)
 class Dataset:
-    """The selected images of a set, in manifest order."""
+    """The selected images of a set, in manifest order.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The set's folder, as given.
+    name : str
+        The folder's name (resolved).
+    images : list of AnnotatedImage
+        Selected images (after ``split`` and ``images``).
+    manifest : pathlib.Path or None
+        ``manifest.csv``, or None without one.
+    split_column : str or None
+        The manifest's split column (``split`` or the first ``split_*``), if any.
+    notes : list of str
+        Remarks for the user (e.g. the stain taken as H&E for want of a manifest).
+    """
 
     path: Path
     name: str
@@ -221,14 +260,26 @@ def load_dataset(
     images: int | None = None,
     split: str | None = None,
 ) -> Dataset:
-    """Find and check an annotated set (see the module docs).
+    """Find and check an annotated set (see the module docstring for the layout).
 
     Parameters
     ----------
-    stain : ``he`` or ``hdab``; overrides the manifest's ``stain``.
-    mpp : µm/px; overrides the manifest's ``mpp``. Required without a manifest.
-    images : keep only the first ``images`` images (manifest order, after ``split``).
-    split : keep only the manifest rows whose split column equals this.
+    path : str or pathlib.Path
+        Folder holding ``images/`` and the annotations.
+    stain : {"he", "hdab"}, optional
+        Overrides the manifest's ``stain``. Without a manifest, None takes every image as
+        H&E (with a note).
+    mpp : float, optional
+        Pixel size, µm/px; overrides the manifest's ``mpp``. Required without a manifest.
+    images : int, optional
+        Keep only the first `images` images (manifest order, after `split`); None keeps all.
+    split : str, optional
+        Keep only the manifest rows whose split column equals this; None keeps all.
+
+    Returns
+    -------
+    Dataset
+        The selected images, each opened once and its annotation read (and checked).
 
     Raises
     ------

@@ -25,10 +25,27 @@ Detector = Callable[[Path, float, str], Detections]
 
 
 def detect_napari_gbm(path: Path, mpp: float, stain: str) -> Detections:
-    """Our detector on one image, as ``analyze`` runs it: the whole image as one region
-    (:func:`napari_gbm.detect.region.analyze_region`), cells graded positive at
-    ``positive_class >= 1`` (None when no cell is graded, e.g. H&E), nucleus outlines
-    brought to the image's full resolution."""
+    """Our detector on one image, as ``analyze`` runs it.
+
+    The whole image is one region (:func:`napari_gbm.detect.region.analyze_region`, texture
+    features off); cells are positive at ``positive_class >= 1``; nucleus outlines are brought
+    to the image's full resolution.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        Image file, opened with :class:`~napari_gbm.wsi.slide.Slide`.
+    mpp : float
+        Pixel size, µm/px (overrides the file's).
+    stain : str
+        Stain of the image (``CellParams.stain``, e.g. ``"he"`` or ``"hdab"``).
+
+    Returns
+    -------
+    Detections
+        Cell centroids in level-0 pixels; positivity, None when no cell is graded (e.g.
+        H&E); the nucleus label image at level 0, when the region has one.
+    """
     from napari_gbm.detect.cells import CellParams
     from napari_gbm.detect.region import analyze_region
     from napari_gbm.wsi.slide import Slide
@@ -56,9 +73,25 @@ def to_image_grid(
     downsample: float,
     shape: tuple[int, int],
 ) -> np.ndarray:
-    """A label image at ``downsample`` level-0 px per pixel with its top-left corner at
-    level-0 ``origin`` (x, y), resampled (nearest) onto the level-0 pixel grid of
-    ``shape`` (height, width); pixels outside it are 0."""
+    """Resample a label image onto the level-0 pixel grid (nearest neighbour).
+
+    Parameters
+    ----------
+    labels : numpy.ndarray, 2-D
+        Label image at `downsample` level-0 px per pixel.
+    origin : tuple of float
+        Level-0 ``(x, y)`` of the top-left corner of `labels`, pixels.
+    downsample : float
+        Level-0 pixels per pixel of `labels`.
+    shape : tuple of int
+        ``(height, width)`` of the output, level-0 pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        Of `shape` and the dtype of `labels`; each pixel takes the label under its centre, 0
+        outside `labels`.
+    """
     h, w = shape
     rows = np.floor((np.arange(h) + 0.5 - origin[1]) / downsample).astype(np.int64)
     cols = np.floor((np.arange(w) + 0.5 - origin[0]) / downsample).astype(np.int64)
@@ -76,14 +109,43 @@ DETECTORS: dict[str, Detector] = {
 
 
 def register_detector(name: str, detector: Detector) -> None:
-    """Make ``detector`` available as ``name`` (replacing one of that name)."""
+    """Make `detector` available as `name`, replacing one of that name.
+
+    Parameters
+    ----------
+    name : str
+        Name for ``napari-gbm evaluate --detector``.
+    detector : Detector
+        Callable ``(image_path, mpp, stain) -> Detections``.
+
+    Raises
+    ------
+    ValueError
+        If `name` is empty or not a string.
+    """
     if not name or not isinstance(name, str):
         raise ValueError("a detector needs a non-empty name")
     DETECTORS[name] = detector
 
 
 def get_detector(name: str) -> Detector:
-    """The detector called ``name``; ``ValueError`` listing the names if unknown."""
+    """The detector called `name`.
+
+    Parameters
+    ----------
+    name : str
+        A name in :data:`DETECTORS`.
+
+    Returns
+    -------
+    Detector
+        Callable ``(image_path, mpp, stain) -> Detections``.
+
+    Raises
+    ------
+    ValueError
+        If no detector has that name (the message lists the names).
+    """
     try:
         return DETECTORS[name]
     except KeyError:

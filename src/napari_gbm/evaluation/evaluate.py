@@ -61,10 +61,23 @@ def _key(name: str, radius_um: float) -> str:
 
 @dataclass
 class ImageScore:
-    """The scores of one detector on one image: ``record`` (the per-image numbers of
-    ``evaluation.json``, NaN where undefined), the matchings per radius (µm), the
-    pos/neg confusion of matched pairs (None where Ki-67 does not apply), the image's
-    megapixels and the detection seconds."""
+    """The scores of one detector on one image.
+
+    Attributes
+    ----------
+    record : dict of str to Any
+        The per-image numbers of ``evaluation.json`` (NaN where undefined).
+    matchings : dict of float to Matching
+        Point matchings per radius in µm (:data:`RADII_UM`).
+    confusion : numpy.ndarray or None
+        The pos/neg confusion of pairs matched at the primary radius (see
+        :func:`~napari_gbm.evaluation.metrics.posneg_confusion`); None where Ki-67 does not
+        apply.
+    megapixels : float
+        The image's size, megapixels.
+    seconds : float
+        Detection time, seconds.
+    """
 
     record: dict[str, Any]
     matchings: dict[float, Matching]
@@ -81,7 +94,30 @@ def score_image(
     megapixels: float = math.nan,
     seconds: float = math.nan,
 ) -> ImageScore:
-    """Score ``dets`` against ``truth`` on an image of ``mpp`` µm/px (module docs)."""
+    """Score detections against an image's annotation (see the module docstring).
+
+    Parameters
+    ----------
+    truth : Truth
+        The annotation; centres in pixels.
+    dets : Detections
+        The detector's output; centroids in pixels of the same image.
+    mpp : float
+        Pixel size, µm/px: converts the match radii :data:`RADII_UM` (µm) to pixels.
+    megapixels : float, default NaN
+        The image's size, megapixels (for throughput).
+    seconds : float, default NaN
+        Detection time, seconds.
+
+    Returns
+    -------
+    ImageScore
+        ``record`` holds ``n_true``, ``n_pred``, ``tp@R`` / ``fp@R`` / ``fn@R`` /
+        ``precision@R`` / ``recall@R`` / ``f1@R`` per radius R (µm), ``li_true``,
+        ``li_pred_all``, ``li_pred_matched`` (percent), the pos/neg scores, ``mean_iou``,
+        ``iou_pairs``, ``aji``, ``pq``, ``sq``, ``dq`` and ``seconds``; NaN where a value
+        does not apply.
+    """
     rec: dict[str, Any] = {"n_true": len(truth), "n_pred": len(dets)}
     matchings = {}
     for r in RADII_UM:
@@ -128,7 +164,22 @@ def _nanmean(values: list[float]) -> float:
 
 
 def aggregate(scores: list[ImageScore]) -> dict[str, Any]:
-    """Per-set numbers of a detector's per-image scores (module docs)."""
+    """Per-set numbers of a detector's per-image scores (see the module docstring).
+
+    Parameters
+    ----------
+    scores : list of ImageScore
+        One per image.
+
+    Returns
+    -------
+    dict of str to Any
+        Summed counts and micro-averaged detection scores per radius; ``li_mae`` and
+        ``li_mae_all`` (mean absolute Ki-67 index error over images, percentage points) with
+        ``li_images``; the pos/neg scores of the summed confusion; per-image means of the
+        segmentation scores with ``label_images``; ``megapixels``, ``seconds``, ``mp_per_s``
+        and ``mp_per_s_warm`` (without the first image). NaN where undefined.
+    """
     recs = [s.record for s in scores]
     out: dict[str, Any] = {
         "n_images": len(scores),
@@ -267,26 +318,42 @@ def evaluate_dataset(
 
     Parameters
     ----------
-    path : the set's folder (see :mod:`napari_gbm.evaluation.dataset`).
-    out : output folder, optional: ``evaluation.json``, ``images/<name>.csv`` (and
+    path : str or pathlib.Path
+        The set's folder (see :mod:`napari_gbm.evaluation.dataset`).
+    out : str or pathlib.Path, optional
+        Output folder for ``evaluation.json``, ``images/<name>.csv`` (and
         ``<name>_baseline.csv``), ``overlays/<name>.png`` (and ``<name>_baseline.png``).
-    stain, mpp : override the manifest (``mpp`` required without one).
-    detector : name of the detector to evaluate (:mod:`.detectors`).
-    baseline : the detector run beside it (``"skimage"``), or None / ``"none"``.
-    images : only the first ``images`` images (manifest order).
-    split : only the manifest rows whose split column equals this.
-    progress : callable(images_done, images_total, image_name), optional.
+        None writes nothing.
+    stain : {"he", "hdab"}, optional
+        Overrides the manifest's stain.
+    mpp : float, optional
+        Pixel size, µm/px; overrides the manifest's (required without a manifest).
+    detector : str, default "napari-gbm"
+        Name of the detector to evaluate (:mod:`.detectors`).
+    baseline : str or None, default "skimage"
+        The detector run beside it; None or ``"none"`` runs none.
+    images : int, optional
+        Only the first `images` images (manifest order); None runs all.
+    split : str, optional
+        Only the manifest rows whose split column equals this; None runs all.
+    progress : callable, optional
+        Called as ``progress(images_done, images_total, image_name)`` after each image.
 
     Returns
     -------
     dict
-        The content of ``evaluation.json`` (module docs); ``None`` where a value does
-        not apply or is undefined.
+        The content of ``evaluation.json`` (module docstring); None where a value does not
+        apply or is undefined.
 
     Raises
     ------
     DatasetError
         A problem with the input, found before anything is detected or written.
+    ValueError
+        If `detector` or `baseline` names no detector, or a detector's label image does not
+        match its image's size.
+    TypeError
+        If a detector does not return :class:`Detections`.
     """
     detect = get_detector(detector)
     base_name = None if baseline in (None, "none") else str(baseline)

@@ -39,9 +39,17 @@ NEGATIVE_CLASSES = frozenset({"negative"})
 
 @dataclass(frozen=True)
 class GeoJsonNuclei:
-    """Nucleus centres (``x``, ``y``, pixel-index coordinates), their class
-    (``positive``: 1, 0 or -1 not graded; None when no feature has a class), and the
-    label image of the polygons (None when there are none)."""
+    """Nuclei read from a QuPath GeoJSON file.
+
+    Attributes
+    ----------
+    x, y : ndarray of float64, shape (n,)
+        Nucleus centres in pixel-index coordinates (the centre of pixel ``i`` is ``i``).
+    positive : ndarray of int8, shape (n,), or None
+        1 positive, 0 negative, -1 not graded; None when no feature has a known class.
+    labels : ndarray of int32, shape (height, width), or None
+        Instance label image of the polygons (0 = background); None when there are none.
+    """
 
     x: npt.NDArray[np.float64]
     y: npt.NDArray[np.float64]
@@ -116,12 +124,25 @@ def _features(data: Any, path: Path) -> list[dict[str, Any]]:
 
 
 def read_qupath_geojson(path: str | Path, shape: tuple[int, int]) -> GeoJsonNuclei:
-    """Read nuclei from a QuPath GeoJSON file (see the module docs).
+    """Read nuclei from a QuPath GeoJSON file (see the module docstring).
 
     Parameters
     ----------
-    path : the ``.geojson`` file.
-    shape : (height, width) of the image, for the label image.
+    path : str or pathlib.Path
+        The ``.geojson`` file.
+    shape : tuple of int
+        ``(height, width)`` of the image in pixels, for the label image.
+
+    Returns
+    -------
+    GeoJsonNuclei
+        Centres, classes and the polygons' label image.
+
+    Raises
+    ------
+    ValueError
+        If the file cannot be read or parsed as JSON, or holds no FeatureCollection, feature
+        or list of features.
     """
     from skimage.draw import polygon as draw_polygon
 

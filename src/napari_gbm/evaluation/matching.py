@@ -94,19 +94,25 @@ def _as_points(xy: npt.ArrayLike, what: str) -> npt.NDArray[np.float64]:
 
 
 def match_points(pred_xy: npt.ArrayLike, true_xy: npt.ArrayLike, radius: float) -> Matching:
-    """Match predicted to true points one-to-one within ``radius``.
+    """Match predicted to true points one-to-one within `radius`.
 
     Parameters
     ----------
     pred_xy, true_xy : array_like, shape (n, 2) and (m, 2)
-        Point coordinates (x, y) in the same units as ``radius`` (e.g. pixels).
+        Point coordinates (x, y) in the same units as `radius` (e.g. pixels).
     radius : float
-        The largest distance of a pair (inclusive).
+        The largest distance of a pair (inclusive, relative tolerance 1e-9).
 
     Returns
     -------
     Matching
         The pairs: the most pairs possible, and among those the smallest total distance.
+
+    Raises
+    ------
+    ValueError
+        If `radius` is not a positive finite number, or the points are not (n, 2) finite
+        coordinates.
     """
     from scipy.optimize import linear_sum_assignment
     from scipy.sparse import coo_matrix

@@ -57,7 +57,20 @@ def _ratio(num: float, den: float) -> float:
 
 
 def detection_scores(tp: int, fp: int, fn: int) -> dict[str, float]:
-    """Precision, recall and F1 from counts (NaN where undefined, see the module docs)."""
+    """Precision, recall and F1 from detection counts.
+
+    Parameters
+    ----------
+    tp, fp, fn : int
+        True positives (matched pairs), false positives (unmatched predictions) and false
+        negatives (unmatched truths).
+
+    Returns
+    -------
+    dict of str to float
+        ``precision`` = TP / (TP + FP), ``recall`` = TP / (TP + FN) and
+        ``f1`` = 2 TP / (2 TP + FP + FN); NaN where the denominator is 0.
+    """
     return {
         "precision": _ratio(tp, tp + fp),
         "recall": _ratio(tp, tp + fn),
@@ -66,16 +79,43 @@ def detection_scores(tp: int, fp: int, fn: int) -> dict[str, float]:
 
 
 def ki67_index(positive: npt.ArrayLike) -> float:
-    """Percent positive of the graded cells: ``positive`` holds 1/True (positive),
-    0/False (negative) and -1 (not graded, left out). NaN with no graded cell."""
+    """Percent positive of the graded cells (the Ki-67 labelling index).
+
+    Parameters
+    ----------
+    positive : array_like
+        Per cell: 1 / True positive, 0 / False negative, -1 not graded (left out).
+
+    Returns
+    -------
+    float
+        100 x positive / graded, 0-100; NaN with no graded cell.
+    """
     p = np.asarray(positive).astype(np.int8).ravel()
     graded = p >= 0
     return 100.0 * _ratio(int((p[graded] == 1).sum()), int(graded.sum()))
 
 
 def posneg_confusion(true_positive: npt.ArrayLike, pred_positive: npt.ArrayLike) -> np.ndarray:
-    """2 x 2 confusion counts ``[[TN, FP], [FN, TP]]`` (rows truth, columns prediction)
-    of paired cells; truths not graded (-1) are left out."""
+    """2 x 2 confusion counts of paired cells' positivity.
+
+    Parameters
+    ----------
+    true_positive : array_like
+        Per pair, the truth's class: 1 positive, 0 negative, -1 not graded (left out).
+    pred_positive : array_like of bool
+        Per pair, the prediction's positivity; same length as `true_positive`.
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (2, 2)
+        ``[[TN, FP], [FN, TP]]``: rows truth, columns prediction.
+
+    Raises
+    ------
+    ValueError
+        If the two arrays differ in length.
+    """
     t = np.asarray(true_positive).astype(np.int8).ravel()
     p = np.asarray(pred_positive).astype(bool).ravel()
     if t.shape != p.shape:
@@ -89,8 +129,19 @@ def posneg_confusion(true_positive: npt.ArrayLike, pred_positive: npt.ArrayLike)
 
 
 def cohen_kappa(confusion: npt.ArrayLike) -> float:
-    """Cohen's kappa of a square confusion matrix (NaN when empty or when chance agreement
-    is 1, i.e. both raters used one and the same class only)."""
+    """Cohen's kappa of a square confusion matrix.
+
+    Parameters
+    ----------
+    confusion : array_like, shape (k, k)
+        Counts; rows one rater, columns the other.
+
+    Returns
+    -------
+    float
+        (p_o - p_e) / (1 - p_e); NaN when the matrix is empty or when chance agreement p_e
+        is 1 (both raters used one and the same class only).
+    """
     c = np.asarray(confusion, dtype=np.float64)
     n = c.sum()
     if n == 0:
@@ -101,8 +152,20 @@ def cohen_kappa(confusion: npt.ArrayLike) -> float:
 
 
 def posneg_scores(confusion: npt.ArrayLike) -> dict[str, float]:
-    """Accuracy, sensitivity (positives found positive), specificity (negatives found
-    negative) and Cohen's kappa of a :func:`posneg_confusion` matrix."""
+    """Agreement scores of a :func:`posneg_confusion` matrix.
+
+    Parameters
+    ----------
+    confusion : array_like, shape (2, 2)
+        ``[[TN, FP], [FN, TP]]``.
+
+    Returns
+    -------
+    dict
+        ``posneg_n`` (pairs, int), ``posneg_accuracy``, ``sensitivity`` (positives found
+        positive), ``specificity`` (negatives found negative), all fractions 0-1, and
+        ``kappa`` (:func:`cohen_kappa`); NaN where undefined.
+    """
     c = np.asarray(confusion, dtype=np.int64)
     (tn, fp), (fn, tp) = c
     return {
@@ -121,9 +184,22 @@ def posneg_scores(confusion: npt.ArrayLike) -> dict[str, float]:
 class LabelOverlaps:
     """Areas of the instances of two label images and their pairwise intersections.
 
-    ``true_ids`` / ``pred_ids``: instance values (sorted, 0 excluded) with their areas
-    ``true_area`` / ``pred_area``; ``pairs_t`` / ``pairs_p`` index into those arrays for
-    every overlapping pair, with the intersection ``inter`` and ``iou``.
+    Build one with :meth:`LabelOverlaps.of`, which raises ``ValueError`` if the label images
+    differ in shape, are not 2-D, or hold negative values.
+
+    Attributes
+    ----------
+    true_ids, pred_ids : ndarray of int64
+        Instance values present (sorted, 0 excluded).
+    true_area, pred_area : ndarray of int64
+        Their areas, pixels.
+    pairs_t, pairs_p : ndarray of int64
+        For every overlapping (truth, prediction) pair, the index into `true_ids` and
+        `pred_ids`.
+    inter : ndarray of int64
+        Intersection of each pair, pixels.
+    iou : ndarray of float64
+        Intersection over union of each pair.
     """
 
     true_ids: npt.NDArray[np.int64]
@@ -164,9 +240,28 @@ class LabelOverlaps:
 def panoptic_quality(
     true_labels: npt.ArrayLike, pred_labels: npt.ArrayLike, *, iou_threshold: float = 0.5
 ) -> dict[str, float]:
-    """PQ, SQ, DQ and the TP / FP / FN of instance pairs with IoU > ``iou_threshold``.
+    """Panoptic quality of two label images (see the module docstring).
 
-    The threshold must be at least 0.5, where pairs are unique (see the module docs)."""
+    Parameters
+    ----------
+    true_labels, pred_labels : array_like, 2-D, same shape
+        Instance label images (0 = background).
+    iou_threshold : float, default 0.5
+        Pairs with IoU strictly above this are matches. At least 0.5, where pairs are
+        unique.
+
+    Returns
+    -------
+    dict
+        ``pq``, ``sq``, ``dq`` (float; see the module docstring for when they are 0 or NaN)
+        and the counts ``pq_tp``, ``pq_fp``, ``pq_fn`` (int).
+
+    Raises
+    ------
+    ValueError
+        If `iou_threshold` < 0.5, or the label images are invalid (see
+        :class:`LabelOverlaps`).
+    """
     if iou_threshold < 0.5:
         raise ValueError("iou_threshold must be >= 0.5 (pairs are unique only then)")
     ov = LabelOverlaps.of(true_labels, pred_labels)
@@ -181,8 +276,24 @@ def panoptic_quality(
 
 
 def aji(true_labels: npt.ArrayLike, pred_labels: npt.ArrayLike) -> float:
-    """Aggregated Jaccard index (Kumar et al. 2017), see the module docs. NaN when both
-    images are empty."""
+    """Aggregated Jaccard index (Kumar et al. 2017), see the module docstring.
+
+    Parameters
+    ----------
+    true_labels, pred_labels : array_like, 2-D, same shape
+        Instance label images (0 = background).
+
+    Returns
+    -------
+    float
+        AJI, 0-1; NaN when both images are empty. Ties of IoU go to the lowest prediction
+        id.
+
+    Raises
+    ------
+    ValueError
+        If the label images are invalid (see :class:`LabelOverlaps`).
+    """
     ov = LabelOverlaps.of(true_labels, pred_labels)
     # for each truth, its overlapping prediction of highest IoU (lowest id on ties)
     order = np.lexsort((ov.pairs_p, -ov.iou, ov.pairs_t))
@@ -201,8 +312,20 @@ def aji(true_labels: npt.ArrayLike, pred_labels: npt.ArrayLike) -> float:
 
 
 def label_centroids(labels: npt.ArrayLike) -> tuple[npt.NDArray[np.int64], np.ndarray]:
-    """Instance values (sorted, 0 excluded) and their centroids as (n, 2) (x, y) pixel
-    means."""
+    """Instance values of a label image and their centroids.
+
+    Parameters
+    ----------
+    labels : array_like, 2-D
+        Instance label image (0 = background, non-negative).
+
+    Returns
+    -------
+    ids : ndarray of int64, shape (n,)
+        Instance values present, sorted, 0 excluded.
+    xy : ndarray of float64, shape (n, 2)
+        Centroids as ``(x, y)`` = (column, row) pixel means.
+    """
     lab = np.asarray(labels).astype(np.int64)
     flat = lab.ravel()
     count = np.bincount(flat)
@@ -216,8 +339,28 @@ def label_centroids(labels: npt.ArrayLike) -> tuple[npt.NDArray[np.int64], np.nd
 def mean_matched_iou(
     true_labels: npt.ArrayLike, pred_labels: npt.ArrayLike, radius_px: float
 ) -> dict[str, Any]:
-    """Mean IoU of the instance pairs matched by centroid within ``radius_px`` (NaN with
-    no pair), and the number of pairs."""
+    """Mean IoU of the instance pairs matched by centroid.
+
+    Instances are paired one-to-one by :func:`match_points` of their centroids; a matched
+    pair that does not overlap counts with IoU 0.
+
+    Parameters
+    ----------
+    true_labels, pred_labels : array_like, 2-D, same shape
+        Instance label images (0 = background).
+    radius_px : float
+        Largest centroid distance of a pair, pixels.
+
+    Returns
+    -------
+    dict
+        ``mean_iou`` (float, NaN with no pair) and ``iou_pairs`` (int, the number of pairs).
+
+    Raises
+    ------
+    ValueError
+        If the label images are invalid (see :class:`LabelOverlaps`).
+    """
     ov = LabelOverlaps.of(true_labels, pred_labels)
     t_ids, t_xy = label_centroids(true_labels)
     p_ids, p_xy = label_centroids(pred_labels)

@@ -58,16 +58,27 @@ def draw_overlay(
     pred_positive: npt.ArrayLike | None = None,
     true_positive: npt.ArrayLike | None = None,
 ) -> npt.NDArray[np.uint8]:
-    """A copy of ``rgb`` with the truths and predictions drawn (see the module docs).
+    """A copy of `rgb` with the truths and predictions drawn (see the module docstring).
 
     Parameters
     ----------
-    rgb : (h, w, 3) uint8 image.
-    mpp : µm/px, for the marker size.
-    pred_xy, true_xy : (n, 2) and (m, 2) point coordinates (x, y) in pixels.
-    pred_matched, true_matched : bool per point.
-    pred_positive : bool per prediction, optional.
-    true_positive : int per truth (1 positive), optional.
+    rgb : array_like, shape (h, w, 3 or 4)
+        uint8 image; an alpha channel is dropped.
+    mpp : float
+        Pixel size, µm/px: markers are ``MARKER_UM`` (1.5 µm) in radius, at least 2 px.
+    pred_xy, true_xy : array_like, shape (n, 2) and (m, 2)
+        Point coordinates ``(x, y)``, pixels.
+    pred_matched, true_matched : array_like of bool
+        Whether each point is matched.
+    pred_positive : array_like of bool, optional
+        Whether each prediction was graded positive; None draws none as positive.
+    true_positive : array_like of int, optional
+        Class of each truth (1 positive); None draws none as positive.
+
+    Returns
+    -------
+    ndarray of uint8, shape (h, w, 3)
+        The annotated copy.
     """
     img = np.array(np.asarray(rgb)[..., :3], dtype=np.uint8, copy=True)
     r = max(2.0, MARKER_UM / mpp)

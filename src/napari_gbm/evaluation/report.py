@@ -32,10 +32,25 @@ def point_table(
 ) -> pd.DataFrame:
     """One row per prediction (``source`` = ``pred``) and per unmatched truth (``true``).
 
-    ``matched`` / ``distance_um``: the match at 6 µm and its distance; ``matched_4um``:
-    matched at 4 µm; ``true_positive``: the Ki-67 class of the matched (or missed) truth
-    (1 / 0, empty when not graded or no truth); ``pred_positive``: the detector's (empty
-    when it does not grade). Coordinates in pixels of the image.
+    Parameters
+    ----------
+    truth : Truth
+        The annotation.
+    dets : Detections
+        The detections.
+    m6, m4 : Matching
+        Matchings of `dets` to `truth` at 6 µm and at 4 µm.
+    mpp : float
+        Pixel size, µm/px (for ``distance_um``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`POINT_COLUMNS`: ``x``, ``y`` (pixels of the image); ``matched`` and
+        ``distance_um`` (the match at 6 µm and its distance, µm); ``matched_4um``;
+        ``true_positive``: the Ki-67 class of the matched (or missed) truth (1 / 0, empty
+        when not graded or no truth); ``pred_positive``: the detector's (empty when it does
+        not grade).
     """
     partner = m6.pred_partner()
     t_pos = truth.positive
@@ -95,8 +110,20 @@ def _fmt(value: Any, spec: str) -> str:
 
 
 def summary_table(result: dict[str, Any]) -> str:
-    """A few lines per set: ours vs the baseline, P / R / F1 at 6 µm, Ki-67 index MAE
-    (matched nuclei, points) and megapixels per second."""
+    """A few text lines per set: ours vs the baseline.
+
+    Parameters
+    ----------
+    result : dict
+        The result of :func:`~napari_gbm.evaluation.evaluate.evaluate_dataset`.
+
+    Returns
+    -------
+    str
+        Header and one row per detector: P / R / F1 at 6 µm, Ki-67 index MAE (matched
+        nuclei, percentage points), AJI, PQ and megapixels per second; ``-`` where
+        undefined.
+    """
     agg = result["aggregate"]
     lines = [
         f"{result['dataset']}: {agg['n_images']} images, {agg['n_true']} annotated nuclei, "
