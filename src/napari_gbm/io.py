@@ -48,8 +48,22 @@ METADATA_KEY = b"napari_gbm"
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it replaces ``path``, on error
-    it is removed."""
+    """Context manager giving a temporary path beside `path` that replaces it on success.
+
+    The temporary file (``.<name>.*.tmp``, created empty) is fsynced and renamed over `path`
+    when the block ends without error, with the usual umask permissions; on any error it is
+    removed and the error re-raised. Missing parent folders are created.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The final destination.
+
+    Yields
+    ------
+    pathlib.Path
+        The temporary file to write.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -72,8 +86,23 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 def write_parquet(
     df: pd.DataFrame, path: str | os.PathLike[str], metadata: dict[str, Any] | None = None
 ) -> Path:
-    """Write ``df`` as Parquet atomically; ``metadata`` (JSON-able) goes into the file's
-    schema metadata under ``napari_gbm``."""
+    """Write `df` as Parquet atomically.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The table; its index is not written.
+    path : str or os.PathLike
+        Destination file.
+    metadata : dict, optional
+        JSON-able; stored in the file's schema metadata under ``napari_gbm`` (read back
+        with :func:`read_parquet_metadata`). None stores none.
+
+    Returns
+    -------
+    pathlib.Path
+        `path`.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -88,12 +117,39 @@ def write_parquet(
 
 
 def metadata_json(metadata: dict[str, Any]) -> bytes:
-    """``metadata`` encoded for a Parquet schema (numpy scalars and paths converted)."""
+    """`metadata` encoded for a Parquet schema.
+
+    Parameters
+    ----------
+    metadata : dict
+        JSON-able, numpy scalars and arrays and paths allowed (converted).
+
+    Returns
+    -------
+    bytes
+        UTF-8 JSON.
+
+    Raises
+    ------
+    TypeError
+        If a value is not JSON serialisable.
+    """
     return json.dumps(metadata, default=_json_default).encode()
 
 
 def read_parquet_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The ``napari_gbm`` metadata stored by :func:`write_parquet` (empty if none)."""
+    """The ``napari_gbm`` metadata stored by :func:`write_parquet`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A Parquet file (only its schema is read).
+
+    Returns
+    -------
+    dict
+        The metadata; empty if there is none.
+    """
     import pyarrow.parquet as pq
 
     meta = pq.read_schema(path).metadata or {}
@@ -157,13 +213,37 @@ def _map_text(df: pd.DataFrame, fn: Any) -> pd.DataFrame:
 
 
 def neutralise_formulas(df: pd.DataFrame) -> pd.DataFrame:
-    """``df`` with every text cell and column name that a spreadsheet would run as a
-    formula prefixed by an apostrophe (see the module docstring); numbers untouched."""
+    """Escape the text that a spreadsheet would run as a formula (see the module docstring).
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Any table.
+
+    Returns
+    -------
+    pandas.DataFrame
+        `df` with every text cell, category and column name starting with ``=``, ``+``,
+        ``-``, ``@``, a tab or a carriage return (and not a plain number) prefixed by an
+        apostrophe; numeric, boolean and date columns untouched. `df` itself when nothing
+        changes, otherwise a copy.
+    """
     return _map_text(df, _escape)
 
 
 def restore_formulas(df: pd.DataFrame) -> pd.DataFrame:
-    """The inverse of :func:`neutralise_formulas`: the apostrophe it added removed."""
+    """The inverse of :func:`neutralise_formulas`: the apostrophe it added removed.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        A table read from a file that :func:`write_csv` wrote.
+
+    Returns
+    -------
+    pandas.DataFrame
+        `df` itself when nothing changes, otherwise a copy.
+    """
     return _map_text(df, _unescape)
 
 
@@ -175,13 +255,27 @@ def write_csv(
     fast: bool = False,
     **to_csv: Any,
 ) -> Path:
-    """Write ``df`` as UTF-8 CSV (or TSV with ``sep="\\t"``) atomically, without its
-    index, with formulas neutralised (:func:`neutralise_formulas`).
+    r"""Write `df` as UTF-8 CSV (or TSV) atomically, without its index, formulas neutralised.
 
-    ``fast``: Arrow's writer (about 10x pandas' speed on a big cell table, shortest float
-    digits, ``true``/``false`` booleans), falling back to pandas for columns Arrow cannot
-    type; otherwise pandas' ``to_csv`` with the keyword arguments ``to_csv``
-    (``float_format`` ...).
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The table; escaped with :func:`neutralise_formulas` first.
+    path : str or os.PathLike
+        Destination file.
+    sep : str, default ","
+        Field separator (``"\t"`` for TSV).
+    fast : bool, default False
+        Use Arrow's writer (about 10x pandas' speed on a big cell table, shortest float
+        digits, ``true``/``false`` booleans; the `to_csv` options are not applied), falling
+        back to pandas for tables Arrow cannot type.
+    **to_csv
+        Keyword arguments for ``pandas.DataFrame.to_csv`` (``float_format`` ...).
+
+    Returns
+    -------
+    pathlib.Path
+        `path`.
     """
     safe = neutralise_formulas(df)
     with atomic_path(path) as tmp:
@@ -201,13 +295,43 @@ def write_csv(
 
 
 def read_csv(path: str | os.PathLike[str], **read_csv: Any) -> pd.DataFrame:
-    """A CSV (or TSV, ``sep="\\t"``) that :func:`write_csv` wrote, with the text as it was
-    before :func:`neutralise_formulas` (keyword arguments go to ``pandas.read_csv``)."""
+    r"""Read a CSV (or TSV) that :func:`write_csv` wrote, with its text as it was.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+    **read_csv
+        Keyword arguments for ``pandas.read_csv`` (``sep="\t"`` for TSV ...).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The table with :func:`restore_formulas` applied.
+    """
     return restore_formulas(pd.read_csv(path, **read_csv))
 
 
 def write_json(obj: Any, path: str | os.PathLike[str]) -> Path:
-    """Write JSON atomically (indented, UTF-8, numpy scalars converted)."""
+    """Write JSON atomically (indented by 2, UTF-8, a final newline).
+
+    Parameters
+    ----------
+    obj : Any
+        JSON-able; numpy scalars and arrays and paths are converted.
+    path : str or os.PathLike
+        Destination file.
+
+    Returns
+    -------
+    pathlib.Path
+        `path`.
+
+    Raises
+    ------
+    TypeError
+        If a value is not JSON serialisable.
+    """
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         _dump(obj, fh)
     return Path(path)
@@ -219,7 +343,21 @@ def _dump(obj: Any, fh: IO[str]) -> None:
 
 
 def write_png(rgb: np.ndarray, path: str | os.PathLike[str]) -> Path:
-    """Write an RGB(A) uint8 array as PNG atomically."""
+    """Write an image array as PNG atomically.
+
+    Parameters
+    ----------
+    rgb : numpy.ndarray
+        uint8, shape (h, w, 3) RGB or (h, w, 4) RGBA (anything ``PIL.Image.fromarray``
+        takes).
+    path : str or os.PathLike
+        Destination file.
+
+    Returns
+    -------
+    pathlib.Path
+        `path`.
+    """
     from PIL import Image
 
     with atomic_path(path) as tmp:
@@ -240,9 +378,24 @@ def _json_default(o: Any) -> Any:
 def file_fingerprint(
     path: str | os.PathLike[str], *, full_below: int = 256 * 2**20
 ) -> dict[str, Any]:
-    """A checksum of an input file: SHA-256 of the whole file when it is small, else of
-    its size, first and last MiB (a whole slide can be many GB; this still changes when
-    the file is replaced or cut)."""
+    """A checksum of an input file.
+
+    SHA-256 of the whole file when it is small, else of its size, first and last MiB (a
+    whole slide can be many GB; this still changes when the file is replaced or cut).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+    full_below : int, default 256 MiB
+        Files of at most this many bytes are hashed whole.
+
+    Returns
+    -------
+    dict
+        ``algorithm`` (``"sha256"`` or ``"sha256-size-head-tail"``), ``digest`` (hex) and
+        ``size`` (bytes).
+    """
     import hashlib
 
     path = Path(path)

@@ -22,15 +22,28 @@ LEFTOVER_PATTERNS = (".*.tmp", ".cells-*")
 
 
 def check_output_folder(path: str | os.PathLike[str], what: str = "--out") -> Path:
-    """Make sure ``path`` is, or can become, a writable folder (it is not created here:
-    a bad slide found next leaves no empty folder behind); return it.
+    """Make sure `path` is, or can become, a writable folder.
+
+    It is not created here: a bad slide found next leaves no empty folder behind. A missing
+    folder is checked by writing a probe file in its nearest existing parent.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The output folder.
+    what : str, default "--out"
+        The option or field the path came from, for the message.
+
+    Returns
+    -------
+    pathlib.Path
+        `path`.
 
     Raises
     ------
     ValueError
-        Naming ``what`` (the option or field), the path and the reason: it is a file, a
-        part of it is a file, or it cannot be created or written (permissions, a
-        read-only file system).
+        Naming `what`, the path and the reason: it is a file, a part of it is a file, or it
+        cannot be created or written (permissions, a read-only file system).
     """
     out = Path(path)
     if out.exists() and not out.is_dir():
@@ -53,8 +66,21 @@ def check_output_folder(path: str | os.PathLike[str], what: str = "--out") -> Pa
 
 
 def remove_leftovers(folder: str | os.PathLike[str]) -> list[Path]:
-    """Delete the temporary files and folders of interrupted runs in ``folder`` (not in
-    its subfolders); returns what was removed."""
+    """Delete the temporary files and folders of interrupted runs in `folder`.
+
+    Only `folder` itself is searched, not its subfolders; names matching
+    :data:`LEFTOVER_PATTERNS` are removed, and ones that cannot be (in use, gone) skipped.
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+        An output folder; a missing one is fine.
+
+    Returns
+    -------
+    list of pathlib.Path
+        What was removed.
+    """
     folder = Path(folder)
     removed: list[Path] = []
     if not folder.is_dir():

@@ -39,7 +39,17 @@ __all__ = [
 
 
 class NoTissueError(SlideError):
-    """The slide has no tissue (or no tile passes the tissue-fraction cut)."""
+    """The slide has no tissue, no tile passes the tissue-fraction cut, or no cell is found.
+
+    A :class:`~napari_gbm.wsi.slide.SlideError` with ``read_failure=False``.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The slide.
+    reason : str
+        What was (not) found, for the message.
+    """
 
     def __init__(self, path: Path | str, reason: str) -> None:
         super().__init__(path, reason, read_failure=False)
@@ -58,15 +68,28 @@ def check_scales(
     *,
     max_target_mpp: float | None = None,
 ) -> None:
-    """Refuse resolutions that make no sense for this slide, before any work: a tile grid
-    coarser than tissue detection (or than ``max_target_mpp``), or more than
-    :data:`MAX_UPSAMPLING` times finer than the slide. Such values hung tissue detection
-    or tiling for minutes (``--target-mpp 1000``) or asked for terabytes.
+    """Refuse resolutions that make no sense for this slide, before any work.
+
+    A tile grid coarser than tissue detection (or than `max_target_mpp`), or more than
+    :data:`MAX_UPSAMPLING` times finer than the slide, is refused. Such values hung tissue
+    detection or tiling for minutes (``--target-mpp 1000``) or asked for terabytes.
+
+    Parameters
+    ----------
+    slide : Slide
+        The slide; it must have a pixel size.
+    tissue_params : TissueParams
+        Its ``resolution_um`` (µm/px of tissue detection) bounds the grid's resolution.
+    tiling_params : TilingParams
+        Its ``target_mpp`` (µm/px of the tile grid) is checked.
+    max_target_mpp : float, optional
+        A further upper bound on ``target_mpp``, µm/px; None for none.
 
     Raises
     ------
     SlideError
-        With the values, the limit and what to use instead (``read_failure=False``).
+        With the values, the limit and what to use instead (``read_failure=False``); also
+        when the slide has no pixel size.
     """
     mpp = slide.require_mpp()
     target = tiling_params.target_mpp
@@ -97,10 +120,27 @@ def tile_slide(
 ) -> tuple[TissueMask, TileGrid]:
     """Detect tissue and lay the tile grid over it.
 
+    Parameters
+    ----------
+    slide : Slide
+        The slide; it must have a pixel size.
+    tissue_params : TissueParams, optional
+        None uses ``TissueParams()``.
+    tiling_params : TilingParams, optional
+        None uses ``TilingParams()`` (0.5 µm/px, 1024-px tiles, 64-px overlap).
+
+    Returns
+    -------
+    tissue : TissueMask
+        The tissue mask.
+    grid : TileGrid
+        The tile grid; at least one tile selected.
+
     Raises
     ------
     SlideError
-        If the slide has no pixel size (give one with ``Slide(path, mpp=...)``).
+        If the slide has no pixel size (give one with ``Slide(path, mpp=...)``), or the
+        grid's resolution is refused by :func:`check_scales`.
     NoTissueError
         If no tissue is found, or no tile has more tissue than the cut.
     """
@@ -131,8 +171,25 @@ OUTPUT_FILES = ("cells.parquet", "tiles.parquet", "maps.npz", "overview.png", "s
 
 @dataclass(frozen=True)
 class AnalyzeParams:
-    """Every parameter of a slide analysis. ``tiling=None`` uses the default grid (0.5 µm/px,
-    1024 px tiles) with the halo that nucleus detection needs (:func:`halo_um`)."""
+    """Every parameter of a slide analysis.
+
+    Parameters
+    ----------
+    cells : CellParams, default CellParams()
+        Stain, nucleus and cell detection, features and calibration settings.
+    tiling : TilingParams or None, default None
+        The tile grid; None uses the default grid (0.5 µm/px, 1024-px tiles) with the halo
+        that nucleus detection needs (:func:`halo_um`). See :meth:`resolved_tiling`.
+    tissue : TissueParams, default TissueParams()
+        Tissue detection.
+    biomarkers : BiomarkerParams, default BiomarkerParams()
+        Positivity grading and slide biomarkers.
+    estimate_stains : bool, default False
+        Estimate the slide's stain vectors from its tissue instead of the stain's preset.
+    fixed_calibration : dict or None, default None
+        One calibration for every slide (``SlideCalibration.to_dict()``, e.g. read with
+        :func:`~napari_gbm.detect.calibration.load_calibration`); None: each slide its own.
+    """
 
     cells: CellParams = field(default_factory=CellParams)
     tiling: TilingParams | None = None
@@ -167,7 +224,20 @@ class AnalyzeParams:
 
 
 def needed_overlap_px(cells: CellParams, target_mpp: float) -> int:
-    """The halo (pixels at ``target_mpp``) that makes cells independent of the tile grid."""
+    """The tile overlap that makes cells independent of the tile grid.
+
+    Parameters
+    ----------
+    cells : CellParams
+        Its nucleus parameters decide the halo (:func:`halo_um`, µm).
+    target_mpp : float
+        Pixel size of the tile grid, µm/px.
+
+    Returns
+    -------
+    int
+        The halo in pixels at `target_mpp`, rounded up.
+    """
     return math.ceil(halo_um(cells.nucleus) / target_mpp)
 
 
@@ -181,24 +251,59 @@ def analyze_slide(
     progress: Callable[[int, int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
-    """Analyse one slide into the folder ``out``: tissue, tiles, every cell and its
-    features, biomarkers per cell / tile / slide.
+    """Analyse one slide into the folder `out`.
+
+    Tissue, tiles, every cell and its features, biomarkers per cell / tile / slide.
 
     Writes ``cells.parquet``, ``tiles.parquet`` (per-tile biomarkers), ``maps.npz``
     (biomarker maps on a grid in µm), ``overview.png``, ``tissue_mask.png`` and, last,
     ``summary.json`` (slide biomarkers, parameters, versions, input checksum). Each file
     is written atomically, and ``summary.json`` only once all others are complete, so a
-    folder with a ``summary.json`` is a complete analysis (:func:`is_complete`).
+    folder with a ``summary.json`` is a complete analysis (:func:`is_complete`). A previous
+    ``summary.json`` and leftovers of killed runs are removed first. When no tissue is found
+    the whole image is analysed, with a warning.
 
     The slide is calibrated first (:mod:`napari_gbm.detect.calibration`: white point and the
     counterstain level the detection thresholds follow) unless
     ``params.fixed_calibration`` gives one (e.g. one slide's, read back with
     :func:`~napari_gbm.detect.calibration.load_calibration`, for a whole cohort) or
-    ``params.cells.calibration.enabled`` is off. The calibration
-    used is in ``summary.json`` and the Parquet metadata under ``"calibration"``.
+    ``params.cells.calibration.enabled`` is off. The calibration used is in
+    ``summary.json`` and the Parquet metadata under ``"calibration"``.
 
-    Returns the summary. Raises :class:`SlideError` for an unreadable slide or one
-    without a pixel size (pass ``mpp``), ``Cancelled`` when ``cancel()`` turns true.
+    Parameters
+    ----------
+    source : str, pathlib.Path or Slide
+        The slide file, or an open slide.
+    out : str or pathlib.Path
+        Output folder; created if missing (checked to be writable before any work).
+    params : AnalyzeParams, optional
+        None uses ``AnalyzeParams()``.
+    mpp : float, optional
+        Pixel size, µm/px, overriding the file's; used only when `source` is a path.
+    slide_id : str, optional
+        Identifier written into the tables; None uses the file name's stem.
+    progress : callable, optional
+        Called as ``progress(tiles_done, tiles_total, cells_so_far)`` during cell detection.
+    cancel : callable, optional
+        Polled during cell detection; the run stops when it returns True.
+
+    Returns
+    -------
+    dict
+        The content of ``summary.json``.
+
+    Raises
+    ------
+    SlideError
+        For an unreadable slide, one without a pixel size (pass `mpp`) or a refused
+        resolution (:func:`check_scales`).
+    NoTissueError
+        If no cell is found (nothing is written then).
+    ValueError
+        If `out` cannot be a writable folder, or the tiles are too small for the overlap
+        detection needs (:meth:`AnalyzeParams.resolved_tiling`).
+    napari_gbm.detect.cells.Cancelled
+        When ``cancel()`` turns true.
     """
     import warnings
 
@@ -349,10 +454,24 @@ def analyze_slide(
 
 
 def find_analysed_slide(folder: str | Path, summary: dict[str, Any]) -> Path | None:
-    """The slide an analysis folder was made from, wherever it is now: the recorded
-    absolute path, the path recorded relative to the folder (slide and results moved
-    together), or a file of the same name beside or inside the folder. A candidate counts
-    only if its size is the recorded one. None when there is none."""
+    """The slide an analysis folder was made from, wherever it is now.
+
+    Candidates, in order: the recorded absolute path, the path recorded relative to the
+    folder (slide and results moved together), a file of the same name beside the folder,
+    then inside it. A candidate counts only if its size is the recorded one.
+
+    Parameters
+    ----------
+    folder : str or pathlib.Path
+        The analysis folder.
+    summary : dict
+        Its ``summary.json`` content (the ``input`` record is read).
+
+    Returns
+    -------
+    pathlib.Path or None
+        The resolved slide path; None when no candidate fits.
+    """
     folder = Path(folder)
     rec = summary.get("input", {})
     name = Path(rec.get("path", "")).name
@@ -371,8 +490,22 @@ def find_analysed_slide(folder: str | Path, summary: dict[str, Any]) -> Path | N
 
 
 def is_complete(out: str | Path, source: str | Path | None = None) -> bool:
-    """Whether ``out`` holds a complete analysis (of ``source``, when given: same file
-    size and checksum as when it was analysed)."""
+    """Whether `out` holds a complete analysis.
+
+    Parameters
+    ----------
+    out : str or pathlib.Path
+        The analysis folder: complete when every file of :data:`OUTPUT_FILES` is there and
+        ``summary.json`` reads as JSON.
+    source : str or pathlib.Path, optional
+        The slide; when given, it must also have the same size and checksum as when it was
+        analysed (an unreadable slide gives False).
+
+    Returns
+    -------
+    bool
+        True for a complete analysis (of `source`, when given).
+    """
     import json
 
     out = Path(out)

@@ -49,9 +49,27 @@ def result_warnings(
     mpp: float | None,
     min_area_um2: float | None = None,
 ) -> list[str]:
-    """Warnings (plain sentences, empty when all is plausible) about cells detected in
-    ``area_mm2`` of tissue of a slide at ``mpp`` µm/px; ``min_area_um2``: the smallest
-    nucleus detection keeps (default: :class:`~napari_gbm.detect.segment.NucleusParams`')."""
+    """Warnings about implausible nucleus sizes or cell density (see the module docstring).
+
+    Parameters
+    ----------
+    nucleus_area_um2 : array_like
+        Nucleus area of each detected cell, µm²; non-finite values are dropped.
+    area_mm2 : float or None
+        Tissue area the cells were detected in, mm²; None skips the density check (as
+        does an area under 0.01 mm²).
+    mpp : float or None
+        The slide's pixel size, µm/px, quoted in the messages; None if unknown.
+    min_area_um2 : float, optional
+        Smallest nucleus area detection keeps, µm²; None uses
+        :class:`~napari_gbm.detect.segment.NucleusParams`' default.
+
+    Returns
+    -------
+    list of str
+        Plain sentences; empty when all is plausible. The size check needs at least 20
+        nuclei.
+    """
     if min_area_um2 is None:
         from napari_gbm.detect.segment import NucleusParams
 

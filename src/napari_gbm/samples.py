@@ -22,7 +22,20 @@ SYNTHETIC_SAMPLE_SIZE = 4096
 
 
 def cmu1_path() -> Path:
-    """Path of ``cmu-1-small-region.svs`` (real Aperio H&E, CC0; see sample_data/SOURCES.md)."""
+    """Path of the bundled ``cmu-1-small-region.svs``.
+
+    A real Aperio H&E slide region, CC0; see ``sample_data/SOURCES.md``.
+
+    Returns
+    -------
+    pathlib.Path
+        The file inside the installed package.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file is missing from the installation.
+    """
     path = Path(str(files("napari_gbm") / "sample_data" / "cmu-1-small-region.svs"))
     if not path.exists():
         raise FileNotFoundError(
@@ -32,6 +45,13 @@ def cmu1_path() -> Path:
 
 
 def cache_dir() -> Path:
+    """The folder synthetic sample slides are cached in, created if missing.
+
+    Returns
+    -------
+    pathlib.Path
+        ``$NAPARI_GBM_CACHE`` if set, else ``~/.cache/napari-gbm``.
+    """
     root = os.environ.get("NAPARI_GBM_CACHE")
     path = Path(root) if root else Path.home() / ".cache" / "napari-gbm"
     path.mkdir(parents=True, exist_ok=True)
@@ -45,9 +65,33 @@ def synthetic_sample_path(
     seed: int = 0,
     progress: Callable[[float], None] | None = None,
 ) -> Path:
-    """A synthetic GBM slide (``he`` or ``hdab``), generated once and cached.
-    ``progress(fraction)`` is called while it is generated (a few seconds, first use
-    only). Thread-safe: concurrent calls generate it once."""
+    """A synthetic GBM slide, generated once and cached.
+
+    Thread-safe: concurrent calls generate it once. The file name holds the stain, size,
+    seed and package version, so a new version generates afresh.
+
+    Parameters
+    ----------
+    stain : {"he", "hdab"}, default "he"
+        H&E, or Ki-67 IHC (hematoxylin + DAB).
+    size : int, default SYNTHETIC_SAMPLE_SIZE (4096)
+        Level-0 width and height, pixels (at 0.5 µm/px: 2 mm).
+    seed : int, default 0
+        Random seed of the generator.
+    progress : callable, optional
+        Called as ``progress(fraction)`` (0-1) while the slide is generated (a few seconds,
+        first use only).
+
+    Returns
+    -------
+    pathlib.Path
+        The cached pyramidal TIFF.
+
+    Raises
+    ------
+    ValueError
+        From :func:`~napari_gbm.synthetic.make_synthetic_slide` for an invalid stain or size.
+    """
     from napari_gbm import __version__
     from napari_gbm.synthetic import make_synthetic_slide
 

@@ -44,13 +44,40 @@ HARALICK = (
 
 @dataclass(frozen=True)
 class Column:
+    """One column of the cell table.
+
+    Attributes
+    ----------
+    name : str
+        Column name.
+    dtype : str
+        pandas dtype name (``"float32"``, ``"int64"``, ``"str"`` ...).
+    unit : str, default ""
+        Unit (``"µm"``, ``"µm²"``, ``"px"`` for level-0 pixels, ``"OD"``, ``"1/mm²"``,
+        ``"rad"``); empty for counts, ids and dimensionless values.
+    """
+
     name: str
     dtype: str
     unit: str = ""
 
 
 def cell_table_columns(stains: Sequence[str] = ("hematoxylin", "eosin")) -> list[Column]:
-    """All columns of the cell table, in order, for a slide with these two stains."""
+    """All columns of the cell table, in order.
+
+    Parameters
+    ----------
+    stains : sequence of str, default ("hematoxylin", "eosin")
+        The slide's stains (``("hematoxylin", "dab")`` for H-DAB); each gets its OD
+        intensity columns per compartment.
+
+    Returns
+    -------
+    list of Column
+        Ids and coordinates, nucleus and cell morphology, nucleus / cytoplasm / cell OD
+        intensities per stain, ``nucleus_cell_area_ratio``, nucleus Haralick texture,
+        neighbourhood features and ``positive_class``.
+    """
     cols = [
         Column("cell_id", "int64"),
         Column("slide_id", "str"),
@@ -76,14 +103,38 @@ def cell_table_columns(stains: Sequence[str] = ("hematoxylin", "eosin")) -> list
 
 
 def empty_cell_table(stains: Sequence[str] = ("hematoxylin", "eosin")) -> pd.DataFrame:
-    """A zero-row cell table with every column and its dtype."""
+    """A zero-row cell table with every column and its dtype.
+
+    Parameters
+    ----------
+    stains : sequence of str, default ("hematoxylin", "eosin")
+        The slide's stains (see :func:`cell_table_columns`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        No rows; the columns of :func:`cell_table_columns`.
+    """
     return pd.DataFrame({c.name: pd.Series(dtype=c.dtype) for c in cell_table_columns(stains)})
 
 
 def conform_cell_table(
     df: pd.DataFrame, stains: Sequence[str] = ("hematoxylin", "eosin")
 ) -> pd.DataFrame:
-    """Order and cast ``df`` to the schema; extra columns are kept at the end.
+    """Order and cast `df` to the schema; extra columns are kept at the end.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        A cell table with at least every column of :func:`cell_table_columns`.
+    stains : sequence of str, default ("hematoxylin", "eosin")
+        The slide's stains (see :func:`cell_table_columns`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        A new frame: the schema's columns in order, cast to their dtypes, then the extra
+        columns.
 
     Raises
     ------
