@@ -108,19 +108,25 @@ class CalibrationParams:
 
 @dataclass(frozen=True, eq=False)
 class SlideCalibration:
-    """What detection uses of one slide: stain vectors (with the white point as their
-    ``background``) and the counterstain contrast level in OD.
+    """What detection uses of one slide: stain vectors and the counterstain contrast level.
 
     Attributes
     ----------
     stains : StainVectors
+        Stain vectors, with the white point (RGB, 0-255) as their ``background``.
     level_od : float
-        Otsu level of the smoothed, background-subtracted counterstain (OD).
-    source : str
+        Otsu level of the smoothed, background-subtracted counterstain, OD units (>= 0; 0
+        when the sample was too small or flat: the fixed thresholds apply).
+    source : str, default "sample"
         ``"sample"`` (measured on this slide) or ``"file"`` (passed in).
-    details : dict
+    details : dict, optional
         Provenance: sampled tiles and pixels, whether the white point was estimated,
         the stain, pixel size and parameters of the sample.
+
+    Raises
+    ------
+    ValueError
+        If `level_od` is negative or not finite.
     """
 
     stains: StainVectors
@@ -168,8 +174,25 @@ class SlideCalibration:
 
 
 def load_calibration(path: str | Path) -> SlideCalibration:
-    """A calibration from a JSON file: an analysis ``summary.json`` (its
-    ``"calibration"``) or a bare calibration object. Errors say what is wrong."""
+    """A calibration from a JSON file.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        An analysis ``summary.json`` (its ``"calibration"`` is read) or a bare calibration
+        object (:meth:`SlideCalibration.to_dict`'s form).
+
+    Returns
+    -------
+    SlideCalibration
+        With ``source="file"``.
+
+    Raises
+    ------
+    ValueError
+        Saying what is wrong: no such file, not JSON, not an object, an analysis run
+        without calibration, or fields missing.
+    """
     path = Path(path)
     try:
         data = json.loads(path.read_text())
@@ -195,8 +218,24 @@ def load_calibration(path: str | Path) -> SlideCalibration:
 def estimate_white_point(
     pixels: npt.ArrayLike, fraction: float = 0.01, min_white: float = 150.0
 ) -> tuple[tuple[float, float, float], bool]:
-    """Mean RGB of the brightest ``fraction`` of pixels (by R + G + B); ``(255, 255, 255)``
-    and False when that is darker than ``min_white`` in a channel or there are no pixels."""
+    """Mean RGB of the brightest pixels (by R + G + B).
+
+    Parameters
+    ----------
+    pixels : array_like
+        RGB values 0-255, any shape reshapeable to (n, 3) (no alpha channel).
+    fraction : float, default 0.01
+        Fraction of the pixels averaged (at least one pixel).
+    min_white : float, default 150.0
+        A white point darker than this in any channel (0-255) is implausible.
+
+    Returns
+    -------
+    white : tuple of float
+        ``(R, G, B)``, 0-255; ``(255, 255, 255)`` when implausible or there are no pixels.
+    estimated : bool
+        False when `white` is the fallback 255.
+    """
     flat = np.asarray(pixels).reshape(-1, 3)
     if flat.shape[0] == 0:
         return (255.0, 255.0, 255.0), False
@@ -216,7 +255,28 @@ def calibrate_pixels(
     nucleus: NucleusParams,
     params: CalibrationParams = CalibrationParams(),
 ) -> SlideCalibration:
-    """Calibration from sampled RGB tiles at ``mpp`` (µm/px), all from one slide."""
+    """Calibration from sampled RGB tiles, all from one slide.
+
+    Parameters
+    ----------
+    tiles : list of ndarray of uint8, shape (h, w, 3 or 4)
+        The sample; alpha channels are dropped, empty tiles skipped.
+    mpp : float
+        Pixel size of the tiles, µm/px.
+    preset : StainVectors
+        Starting stain vectors; their first two vectors are kept, with the estimated white
+        point as background.
+    nucleus : NucleusParams
+        Smoothing and contrast parameters of detection (:func:`contrast_image`).
+    params : CalibrationParams, default CalibrationParams()
+        White fraction, DAB exclusion and clip quantile.
+
+    Returns
+    -------
+    SlideCalibration
+        ``source="sample"``; ``level_od`` 0 when fewer than 100 contrast values remain or
+        they are flat.
+    """
     from scipy import ndimage as ndi
     from skimage.filters import threshold_otsu
 
@@ -262,14 +322,40 @@ def calibrate_slide(
     params: CalibrationParams = CalibrationParams(),
     preset: StainVectors | None = None,
 ) -> SlideCalibration:
-    """Calibrate a slide from a deterministic sample of its tissue (see the module docs).
+    """Calibrate a slide from a deterministic sample of its tissue (see the module docstring).
 
-    Tiles of ``params.sample_tile_px`` at ``target_mpp`` are laid over the slide; of
-    those at least half tissue (else any tissue, else all), ``params.sample_tiles``
-    are taken evenly spaced in grid order and read without padding. The same slide and
-    parameters always give the same calibration, whatever region is analysed later.
-    ``preset``: the starting stain vectors (default: the preset of ``stain``); their
-    background is replaced by the estimated white point.
+    Tiles of ``params.sample_tile_px`` at `target_mpp` are laid over the slide; of those at
+    least half tissue (else any tissue, else all), ``params.sample_tiles`` are taken evenly
+    spaced in grid order and read without padding. The same slide and parameters always
+    give the same calibration, whatever region is analysed later.
+
+    Parameters
+    ----------
+    slide : Slide
+        The slide; it must have a pixel size.
+    stain : str
+        Stain preset name (``"he"``, ``"hdab"``), used when `preset` is None.
+    nucleus : NucleusParams
+        Detection parameters (see :func:`calibrate_pixels`).
+    tissue : TissueMask, optional
+        The slide's tissue; None detects it with the default parameters.
+    target_mpp : float, default 0.5
+        Analysis resolution the sample is read at, µm/px.
+    params : CalibrationParams, default CalibrationParams()
+        Sampling and calibration parameters.
+    preset : StainVectors, optional
+        The starting stain vectors (default: the preset of `stain`); their background is
+        replaced by the estimated white point.
+
+    Returns
+    -------
+    SlideCalibration
+        ``source="sample"``; ``details`` hold the stain, the sample's µm/px and `params`.
+
+    Raises
+    ------
+    SlideError
+        If the slide has no pixel size.
     """
     from napari_gbm.detect.cells import stain_preset
     from napari_gbm.wsi.tiling import TilingParams, make_tile_grid

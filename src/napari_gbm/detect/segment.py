@@ -197,7 +197,9 @@ class Segmentation:
     stains : dict of str to ndarray of float32, shape (h, w)
         Stain concentration images (OD units), for intensity features.
     params : NucleusParams
+        The detection parameters used.
     stain_vectors : StainVectors
+        The stain vectors used (the calibration's when one was given).
     mpp : float
         Pixel size the tile was processed at (µm / px).
     """
@@ -221,6 +223,16 @@ def halo_um(params: NucleusParams = NucleusParams()) -> float:
     Sum of the supports of the opening (2 r), the Gaussian (4 sigma), the median, one
     largest nucleus (its diameter, for the distance-transform split) and the cell
     expansion. Clumps of touching nuclei wider than this can still differ.
+
+    Parameters
+    ----------
+    params : NucleusParams, default NucleusParams()
+        Detection parameters (lengths in µm, areas in µm²).
+
+    Returns
+    -------
+    float
+        The halo, µm (about 48 µm for the defaults).
     """
     p = params
     diameter = 2 * math.sqrt(p.max_area_um2 / math.pi)
@@ -236,9 +248,22 @@ def halo_um(params: NucleusParams = NucleusParams()) -> float:
 def prepare_rgb(image: npt.ArrayLike) -> npt.NDArray[np.uint8]:
     """Check and convert an image to RGB uint8 (h, w, 3).
 
-    RGBA is composited on white. Grey (2-D) images, other channel counts and dtypes
-    other than uint8 raise ``ValueError`` (a 16-bit image has no single right scaling:
-    convert it first, e.g. ``(img // 257).astype(np.uint8)``).
+    Parameters
+    ----------
+    image : array_like, shape (h, w, 3) or (h, w, 4)
+        uint8 RGB or RGBA; RGBA is composited on white.
+
+    Returns
+    -------
+    ndarray of uint8, shape (h, w, 3)
+        C-contiguous.
+
+    Raises
+    ------
+    ValueError
+        For grey (2-D) images, other channel counts and dtypes other than uint8 (a 16-bit
+        image has no single right scaling: convert it first, e.g.
+        ``(img // 257).astype(np.uint8)``).
     """
     arr = np.asarray(image)
     if arr.ndim == 2:
@@ -261,8 +286,23 @@ def prepare_rgb(image: npt.ArrayLike) -> npt.NDArray[np.uint8]:
 
 
 def deconvolve_tile(rgb: npt.NDArray[np.uint8], stains: StainVectors) -> npt.NDArray[np.float32]:
-    """Stain concentrations (3, h, w) of an RGB uint8 tile, through a 256-entry OD table
-    per channel (the same values as :func:`napari_gbm.detect.stain.deconvolve`)."""
+    """Stain concentrations of an RGB uint8 tile.
+
+    Uses a 256-entry OD table per channel: the same values as
+    :func:`napari_gbm.detect.stain.deconvolve`.
+
+    Parameters
+    ----------
+    rgb : ndarray of uint8, shape (h, w, 3)
+        The tile (see :func:`prepare_rgb`).
+    stains : StainVectors
+        Stain vectors and white point.
+
+    Returns
+    -------
+    ndarray of float32, shape (3, h, w)
+        One concentration image per stain, in ``stains.names`` order, OD units.
+    """
     grey = np.repeat(np.arange(256, dtype=np.uint8)[:, None, None], 3, axis=2)
     lut = optical_density(grey, stains.background)[:, 0, :]
     out = np.empty((3, *rgb.shape[:2]), np.float32)
@@ -294,9 +334,28 @@ def _disk(radius_px: float) -> npt.NDArray[np.bool_]:
 def contrast_image(
     det: npt.NDArray[np.float32], mpp: float, p: NucleusParams
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_] | None]:
-    """The image detection thresholds: ``det`` median-filtered (optional), minus its
-    background (grey opening), Gaussian-smoothed; and where the background is low
-    enough to detect (None when there is no background subtraction)."""
+    """The image detection thresholds, and where detection may take place.
+
+    `det` median-filtered (optional), minus its background (grey opening with a square of
+    half-side ``p.background_radius_um``), Gaussian-smoothed (``p.sigma_um``).
+
+    Parameters
+    ----------
+    det : ndarray of float32, shape (h, w)
+        Detection image, OD units (e.g. hematoxylin concentration).
+    mpp : float
+        Pixel size, µm/px; converts the µm parameters to pixels.
+    p : NucleusParams
+        Detection parameters.
+
+    Returns
+    -------
+    smooth : ndarray of float32, shape (h, w)
+        The background-subtracted, smoothed contrast, OD units.
+    valid : ndarray of bool, shape (h, w), or None
+        Where the background is at most ``p.max_background_od``; None when there is no
+        background subtraction (radius under half a pixel).
+    """
     if p.median_radius_um > 0:
         det = ndi.median_filter(det, footprint=_disk(p.median_radius_um / mpp))
     r_px = round(p.background_radius_um / mpp)
@@ -392,10 +451,22 @@ def _filter_objects(
 
 
 def expand_cells(nuclei: npt.NDArray[np.int32], distance_px: float) -> npt.NDArray[np.int32]:
-    """Grow labels by ``distance_px``; each new pixel joins its nearest nucleus.
+    """Grow labels by `distance_px`; each new pixel joins its nearest nucleus.
 
     Equivalent to :func:`skimage.segmentation.expand_labels` (exact Euclidean distance;
     ties may resolve differently).
+
+    Parameters
+    ----------
+    nuclei : ndarray of int32, shape (h, w)
+        Nucleus labels, 0 background.
+    distance_px : float
+        Largest growth, pixels of `nuclei`; <= 0 returns a copy of `nuclei`.
+
+    Returns
+    -------
+    ndarray of int32, shape (h, w)
+        Cell labels with the nuclei's ids.
     """
     if distance_px <= 0 or not nuclei.any():
         return nuclei.copy()
@@ -419,13 +490,15 @@ def segment_nuclei(
     Parameters
     ----------
     rgb : array_like of uint8, shape (h, w, 3) or (h, w, 4)
-        The tile at pixel size ``mpp``; RGBA is composited on white.
+        The tile at pixel size `mpp`; RGBA is composited on white.
     mpp : float
         Pixel size in µm / px; every parameter in µm is converted with it.
-    stains : StainVectors
-        Stain vectors (:data:`~napari_gbm.detect.stain.HE`, :data:`~napari_gbm.detect.stain.HDAB` or
-        estimated per slide). Ignored when ``calibration`` is given.
-    params : NucleusParams
+    stains : StainVectors, default HE
+        Stain vectors (:data:`~napari_gbm.detect.stain.HE`,
+        :data:`~napari_gbm.detect.stain.HDAB` or estimated per slide). Ignored when
+        `calibration` is given.
+    params : NucleusParams, default NucleusParams()
+        Detection parameters (lengths in µm, areas in µm², thresholds in OD).
     calibration : SlideCalibration, optional
         The slide's calibration (:func:`napari_gbm.detect.calibration.calibrate_slide`): its
         stain vectors and white point are used, and the thresholds follow its
@@ -438,6 +511,14 @@ def segment_nuclei(
     Segmentation
         Nucleus and cell labels (ids 1..n in raster order of their first pixel), the
         stain images and the parameters used. An empty or blank tile gives n = 0.
+
+    Raises
+    ------
+    ValueError
+        If `rgb` is not uint8 RGB(A) (see :func:`prepare_rgb`), `mpp` is not a finite
+        positive number, or ``params.detection`` names no detection image of the stains.
+    TypeError
+        If `params` is not a :class:`NucleusParams`.
 
     Examples
     --------

@@ -63,19 +63,24 @@ def optical_density(rgb: npt.ArrayLike, background: float | Sequence[float] = 25
     Parameters
     ----------
     rgb : array_like, shape (h, w, 3)
-        Intensities (uint8, or float on the same 0-255 scale).
-    background : float or sequence of 3 floats
-        White intensity ``I0`` per channel (QuPath's "max" values).
+        Intensities (uint8, or float on the same 0-255 scale; negative floats count as 0).
+    background : float or sequence of 3 floats, default 255
+        White intensity ``I0`` per channel (QuPath's "max" values), 0-255 scale.
 
     Returns
     -------
     ndarray of float32, shape (h, w, 3)
         OD; pixels brighter than the background get a (small) negative OD.
 
+    Raises
+    ------
+    ValueError
+        If `rgb` is not (h, w, 3), or the background is not positive and finite.
+
     Examples
     --------
     >>> optical_density(np.array([[[255, 25, 0]]], np.uint8))[0, 0].round(3)
-    array([0.   , 1.005, 2.408], dtype=float32)
+    array([-0.   ,  0.993,  2.408], dtype=float32)
     """
     arr = _check_rgb(np.asarray(rgb))
     bg = _background_array(background)
@@ -93,7 +98,25 @@ def optical_density(rgb: npt.ArrayLike, background: float | Sequence[float] = 25
 def rgb_from_optical_density(
     od: npt.ArrayLike, background: float | Sequence[float] = 255
 ) -> npt.NDArray[np.uint8]:
-    """Inverse of :func:`optical_density`: ``I = (I0 + 1) 10^-OD - 1``, rounded to uint8."""
+    """Inverse of :func:`optical_density`: ``I = (I0 + 1) 10^-OD - 1``, rounded to uint8.
+
+    Parameters
+    ----------
+    od : array_like, shape (..., 3)
+        Optical density per RGB channel, OD units.
+    background : float or sequence of 3 floats, default 255
+        White intensity ``I0`` per channel, 0-255 scale.
+
+    Returns
+    -------
+    ndarray of uint8, shape (..., 3)
+        RGB intensities, clipped to 0-255.
+
+    Raises
+    ------
+    ValueError
+        If the last axis of `od` is not 3, or the background is not positive and finite.
+    """
     od_arr = np.asarray(od, dtype=np.float64)
     if od_arr.shape[-1:] != (3,):
         raise ValueError(f"expected OD of shape (..., 3), got {od_arr.shape}")
@@ -235,12 +258,19 @@ def deconvolve(rgb: npt.ArrayLike, stains: StainVectors = HE) -> dict[str, Float
     ----------
     rgb : array_like, shape (h, w, 3)
         RGB intensities on a 0-255 scale (uint8 preferred).
-    stains : StainVectors
+    stains : StainVectors, default HE
+        Stain vectors; their ``background`` is the white point of the optical density.
 
     Returns
     -------
     dict of str to ndarray of float32, shape (h, w)
-        One concentration image per stain name, in matrix order.
+        One concentration image per stain name, in matrix order, OD units (signed: not
+        clipped at 0).
+
+    Raises
+    ------
+    ValueError
+        If `rgb` is not (h, w, 3).
     """
     od = optical_density(rgb, stains.background)
     conc = od.reshape(-1, 3) @ stains.inverse.astype(np.float32)
@@ -253,7 +283,23 @@ def reconvolve(
 ) -> npt.NDArray[np.uint8]:
     """RGB image from stain concentrations (inverse of :func:`deconvolve`).
 
-    Stains missing from ``concentrations`` count as zero.
+    Parameters
+    ----------
+    concentrations : mapping of str to array_like
+        Concentration image per stain name, OD units, all of one shape; stains missing here
+        count as zero.
+    stains : StainVectors, default HE
+        Stain vectors and background.
+
+    Returns
+    -------
+    ndarray of uint8, shape (*shape, 3)
+        RGB image.
+
+    Raises
+    ------
+    ValueError
+        If `concentrations` is empty or names a stain `stains` lacks.
     """
     unknown = set(concentrations) - set(stains.names)
     if unknown:
@@ -278,29 +324,37 @@ def estimate_macenko(
 ) -> StainVectors:
     """Estimate two stain vectors from an image (Macenko et al. 2009).
 
-    Pixels with OD below ``od_threshold`` in any channel (glass, faint staining) are
+    Pixels with OD below `od_threshold` in any channel (glass, faint staining) are
     ignored; the OD of the rest is projected on the plane of its two main singular
-    directions, and the stains are the directions at the ``alpha`` and ``100 - alpha``
+    directions, and the stains are the directions at the `alpha` and ``100 - alpha``
     percentiles of the angle in that plane. Hematoxylin (``names[0]``) is the bluer
     vector: the one with the larger red-minus-blue OD.
 
     Parameters
     ----------
     rgb : array_like, shape (h, w, 3) or (n, 3)
-        Tissue image (a whole tile, or sampled pixels).
-    od_threshold : float
-        Minimum OD in every channel for a pixel to count (Macenko's beta).
-    alpha : float
+        Tissue image (a whole tile, or sampled pixels), 0-255 scale.
+    od_threshold : float, default 0.15
+        Minimum OD in every channel for a pixel to count (Macenko's beta), OD units.
+    alpha : float, default 1.0
         Angular percentile in (0, 50) (Macenko: 1).
-    names : sequence of 3 str
+    names : sequence of 3 str, default ("hematoxylin", "eosin", "residual")
         Names of the first, second and residual stain.
-    background : float or sequence of 3 floats
-    min_pixels : int
-        Fewer tissue pixels than this raise ``ValueError``.
+    background : float or sequence of 3 floats, default 255
+        White intensity ``I0`` per channel, 0-255 scale.
+    min_pixels : int, default 500
+        Fewest tissue pixels needed.
 
     Returns
     -------
     StainVectors
+        The two estimated vectors and their cross-product residual.
+
+    Raises
+    ------
+    ValueError
+        If `alpha` is outside (0, 50) or fewer than `min_pixels` pixels pass
+        `od_threshold`.
     """
     arr = np.asarray(rgb)
     if arr.ndim == 2 and arr.shape[1] == 3:

@@ -56,13 +56,14 @@ def measure_compartments(
 
     Parameters
     ----------
-    nuclei, cells : (H, W) array of int
+    nuclei, cells : array_like of int, shape (H, W)
         Label images with shared ids (cell ``i`` contains nucleus ``i``), 0 = background.
-    images : dict of str to (H, W) array
-        Stain optical density images, e.g. ``{"hematoxylin": ..., "dab": ...}``.
+    images : mapping of str to array_like, shape (H, W)
+        Stain optical density images (OD units), e.g.
+        ``{"hematoxylin": ..., "dab": ...}``.
     mpp : float
-        Pixel size in µm.
-    n_threads : int
+        Pixel size of the label images, µm/px (required).
+    n_threads : int, default 1
         Threads for the per-object kernels; results do not depend on it.
 
     Returns

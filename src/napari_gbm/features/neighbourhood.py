@@ -66,14 +66,28 @@ def neighbourhood_features(
     ----------
     x_um, y_um : array of float, shape (n,)
         Centroids in µm.
-    radius_um : float
-        Disc radius of the local density.
-    max_edge_um : float
-        Delaunay edges longer than this are not counted as neighbours.
-    window_points : int
+    radius_um : float, default 50.0
+        Disc radius of the local density, µm.
+    max_edge_um : float, default 50.0
+        Delaunay edges longer than this (µm) are not counted as neighbours.
+    window_points : int, default WINDOW_POINTS (100,000)
         Above this many points the triangulation is done window by window (about this
         many points each), which bounds memory; results do not depend on it (see the
         module docstring for exactly cocircular points).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per point, in input order, with the columns and dtypes of
+        :data:`NEIGHBOURHOOD_COLUMNS`: distances in µm (NaN without neighbour),
+        ``density_per_mm2`` = other cells within `radius_um` per mm² of the disc (not
+        corrected for the disc's part off tissue).
+
+    Raises
+    ------
+    ValueError
+        If `x_um` and `y_um` differ in length or are not finite, `radius_um` or
+        `max_edge_um` is not positive, or `window_points` is not an integer >= 3.
     """
     x = np.asarray(x_um, dtype=np.float64).ravel()
     y = np.asarray(y_um, dtype=np.float64).ravel()

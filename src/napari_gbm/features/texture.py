@@ -45,7 +45,19 @@ _DENSE_LABELS_MAX = 1 << 20
 
 
 def haralick_columns(prefix: str = "") -> list[str]:
-    """Feature column names, in output order (without ``label``)."""
+    """Feature column names of :func:`haralick_features`, in output order.
+
+    Parameters
+    ----------
+    prefix : str, default ""
+        Prepended to every name (e.g. ``"nucleus_"``).
+
+    Returns
+    -------
+    list of str
+        ``{prefix}haralick_<feature>_mean`` and ``..._range`` for each feature of
+        :data:`HARALICK_FEATURES`, without ``label``.
+    """
     return [
         f"{prefix}haralick_{name}_{stat}"
         for name in HARALICK_FEATURES
@@ -97,6 +109,13 @@ def haralick_features(
         asm, contrast, correlation, sum_of_squares, idm, sum_average, sum_variance,
         sum_entropy, entropy, difference_variance, difference_entropy, imc1, imc2 (mean and
         max - min over the offsets). No labels: zero rows with the same columns.
+
+    Raises
+    ------
+    ValueError
+        If `labels` is not a 2-D non-negative integer array, `image` differs from it in
+        shape, is not integer or float, or holds NaN or inf, or `levels`, `grey_limits`,
+        `offsets` or `n_threads` is invalid.
 
     Notes
     -----
