@@ -25,8 +25,28 @@ def render_overview(
     *,
     max_size: int = 1600,
 ) -> np.ndarray:
-    """RGB overview: thumbnail, tissue outlined in green, selected tile cores
-    as blue rectangles, and a caption line with the key numbers."""
+    """RGB overview of a slide and what its analysis covered.
+
+    Thumbnail with the tissue outlined in green, the selected tile cores as blue
+    rectangles, and a caption line above it (file name, µm/px, tissue fraction and area,
+    tile count and size).
+
+    Parameters
+    ----------
+    slide : Slide
+        The slide.
+    tissue : TissueMask, optional
+        Tissue to outline; None draws no outline.
+    grid : TileGrid, optional
+        Tile grid whose selected cores are drawn; None draws none.
+    max_size : int, default 1600
+        Longest side of the thumbnail, pixels (never upsampled beyond level 0).
+
+    Returns
+    -------
+    ndarray of uint8, shape (h + caption height, w, 3)
+        The picture.
+    """
     from PIL import Image, ImageDraw
 
     w0, h0 = slide.dimensions

@@ -51,7 +51,11 @@ class Slide:
     ------
     SlideError
         If the file is missing, empty, a directory, not a slide or image format, or its
-        pixels cannot be decoded. The message names the file and the reason.
+        pixels cannot be decoded; or, when `mpp` is given, if it makes the slide shorter
+        than 1 µm or longer than 1 m, or the image is under 16 px on its long side. The
+        message names the file and the reason.
+    ValueError
+        If `mpp` is given but not a positive finite number.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, mpp: float | None = None) -> None:
@@ -215,6 +219,12 @@ class Slide:
         Returns
         -------
         ndarray of uint8, shape (height, width, 3)
+            The region, transparent pixels composited on white.
+
+        Raises
+        ------
+        ValueError
+            If `level` does not exist or `size` is negative.
         """
         if not 0 <= level < self.level_count:
             raise ValueError(f"level must be in [0, {self.level_count}), got {level}")
@@ -226,8 +236,20 @@ class Slide:
         return self._backend.read_region((int(location[0]), int(location[1])), level, (w, h))
 
     def best_level_for_downsample(self, downsample: float) -> int:
-        """The coarsest level whose downsample is at most ``downsample`` (+1 % tolerance,
-        so that a level at 3.999 serves a request for 4)."""
+        """The coarsest level whose downsample is at most `downsample`.
+
+        A 1 % tolerance lets a level at 3.999 serve a request for 4.
+
+        Parameters
+        ----------
+        downsample : float
+            Level-0 pixels per output pixel wanted.
+
+        Returns
+        -------
+        int
+            The level index; 0 when every level is coarser.
+        """
         best = 0
         for i, ds in enumerate(self.level_downsamples):
             if ds <= downsample * 1.01:
@@ -243,10 +265,29 @@ class Slide:
     ) -> np.ndarray:
         """Read a level-0 box resampled to ``out_size``, from the best level.
 
-        The box ``(x, y, width, height)`` in level-0 pixels is read from the coarsest level
-        that is still at least as fine as the output, in chunks of at most ``chunk_px``
-        level pixels per side (so memory stays bounded even on a single-level slide), and
-        area-averaged to ``out_size = (width, height)``.
+        The box is read from the coarsest level that is still at least as fine as the
+        output, in chunks (so memory stays bounded even on a single-level slide), and
+        area-averaged to `out_size`.
+
+        Parameters
+        ----------
+        box_l0 : sequence of 4 float
+            ``(x, y, width, height)`` in level-0 pixels (fractional allowed); parts
+            outside the slide come back white.
+        out_size : sequence of 2 int
+            ``(width, height)`` of the output, pixels.
+        chunk_px : int, default 4096
+            Largest side of a chunk read at once, pixels of the level read.
+
+        Returns
+        -------
+        ndarray of uint8, shape (height, width, 3)
+            The resampled region.
+
+        Raises
+        ------
+        ValueError
+            If the box or the output size is empty.
         """
         from PIL import Image
 
@@ -284,7 +325,18 @@ class Slide:
         return out
 
     def thumbnail(self, max_size: int = 1024) -> np.ndarray:
-        """The whole slide as RGB with its longest side ``max_size`` pixels (or less)."""
+        """The whole slide as RGB with its longest side `max_size` pixels (or less).
+
+        Parameters
+        ----------
+        max_size : int, default 1024
+            Longest side of the thumbnail, pixels (never larger than level 0).
+
+        Returns
+        -------
+        ndarray of uint8, shape (height, width, 3)
+            The thumbnail.
+        """
         w, h = self.dimensions
         f = min(1.0, max_size / max(w, h))
         return self.read_downsampled((0, 0, w, h), (max(1, round(w * f)), max(1, round(h * f))))
@@ -296,7 +348,23 @@ class Slide:
         return tuple(self._backend.associated_names)
 
     def associated_image(self, name: str) -> np.ndarray:
-        """An associated image as RGB ``uint8``."""
+        """An associated image of the slide file.
+
+        Parameters
+        ----------
+        name : str
+            One of :attr:`associated_image_names`.
+
+        Returns
+        -------
+        ndarray of uint8, shape (height, width, 3)
+            The image.
+
+        Raises
+        ------
+        KeyError
+            If the file has no associated image of that name (the message lists them).
+        """
         if name not in self.associated_image_names:
             raise KeyError(
                 f"'{self.path.name}' has no associated image {name!r}; "

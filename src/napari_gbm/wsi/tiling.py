@@ -59,7 +59,31 @@ TILE_COLUMNS = {
 
 @dataclass(frozen=True)
 class TilingParams:
-    """Tile grid parameters. Sizes are pixels at ``target_mpp``."""
+    """Tile grid parameters; sizes are pixels at `target_mpp`.
+
+    Parameters
+    ----------
+    target_mpp : float, default 0.5
+        Resolution of the tiles, µm/px (snapped to an integer level-0 downsample when
+        within 2 %).
+    tile_size_px : int, default 1024
+        Side of a tile's core, pixels at `target_mpp`; at least 16.
+    overlap_px : int, default 64
+        Halo read on every side of the core, pixels at `target_mpp`; in
+        ``[0, tile_size_px)``.
+    min_tissue_fraction : float, default 0.0
+        A tile is selected when its core's tissue fraction (0-1) exceeds this; 0 selects
+        every tile with any tissue.
+    offset_px : tuple of int, default (0, 0)
+        ``(x, y)`` shift of the grid origin, pixels at `target_mpp` (taken modulo
+        `tile_size_px`).
+
+    Raises
+    ------
+    ValueError
+        If `target_mpp` is not positive and finite, `tile_size_px` < 16, `overlap_px` is
+        outside ``[0, tile_size_px)``, or `min_tissue_fraction` is outside [0, 1].
+    """
 
     target_mpp: float = 0.5
     tile_size_px: int = 1024
@@ -85,7 +109,29 @@ class TilingParams:
 
 @dataclass(frozen=True)
 class TileGrid:
-    """A tile grid over one slide: the parameters, the scale and the tile table."""
+    """A tile grid over one slide: the parameters, the scale and the tile table.
+
+    Attributes
+    ----------
+    params : TilingParams
+        The grid's parameters.
+    slide_mpp : float
+        The slide's level-0 pixel size, µm/px.
+    scale : float
+        Level-0 pixels per tile pixel.
+    slide_dimensions : tuple of int
+        Level-0 ``(width, height)``, pixels.
+    col_min, row_min : int
+        Grid index of the first column / row (-1 when the offset puts a partial core
+        before the origin, else 0).
+    n_cols, n_rows : int
+        Grid size in tiles.
+    tiles : pandas.DataFrame
+        One row per tile, ``tile_id = row * n_cols + col``: core and halo boxes in level-0
+        pixels (``core_x0_px`` ... ``y1_px``; cores clipped to the slide, halos not), core
+        origin and size in µm, ``tissue_fraction`` (0-1) and ``selected`` (columns and
+        dtypes of ``TILE_COLUMNS``).
+    """
 
     params: TilingParams
     slide_mpp: float
@@ -140,10 +186,27 @@ def _snap_scale(scale: float) -> float:
 def make_tile_grid(
     slide: Slide, tissue: TissueMask | None = None, params: TilingParams | None = None
 ) -> TileGrid:
-    """Tile grid over ``slide`` with per-tile tissue fraction.
+    """Tile grid over `slide` with per-tile tissue fraction.
 
-    Tiles whose core has ``tissue_fraction > min_tissue_fraction`` (or all tiles, when no
-    tissue mask is given) are ``selected``. Requires the slide's pixel size.
+    Parameters
+    ----------
+    slide : Slide
+        The slide; it must have a pixel size.
+    tissue : TissueMask, optional
+        The slide's tissue. Tiles whose core has ``tissue_fraction >
+        params.min_tissue_fraction`` are selected; None selects every tile (fraction 1).
+    params : TilingParams, optional
+        None uses ``TilingParams()``.
+
+    Returns
+    -------
+    TileGrid
+        Cores covering the whole slide.
+
+    Raises
+    ------
+    SlideError
+        If the slide has no pixel size.
     """
     params = params or TilingParams()
     slide_mpp = slide.require_mpp()
@@ -210,7 +273,20 @@ def _grid(
 
 
 def owner_tile_ids(grid: TileGrid, x_px: np.ndarray, y_px: np.ndarray) -> np.ndarray:
-    """The ``tile_id`` whose core holds each level-0 point; -1 for points off the slide."""
+    """The tile whose core holds each point (the ownership rule).
+
+    Parameters
+    ----------
+    grid : TileGrid
+        The tile grid.
+    x_px, y_px : numpy.ndarray
+        Point coordinates, level-0 pixels.
+
+    Returns
+    -------
+    numpy.ndarray of int64
+        ``tile_id`` per point; -1 for points off the slide.
+    """
     x = np.asarray(x_px, dtype=np.float64)
     y = np.asarray(y_px, dtype=np.float64)
     t = grid.params.tile_size_px
@@ -237,9 +313,25 @@ def _index(v: np.ndarray, offset: int, tile: int, scale: float) -> np.ndarray:
 
 
 def read_tile(slide: Slide, grid: TileGrid, tile: Any) -> np.ndarray:
-    """RGB of one tile (halo included) at the grid's ``effective_mpp``; parts beyond the
-    slide edge are white. ``tile`` is a row of ``grid.tiles`` (or anything with
-    ``x0_px``, ``y0_px`` attributes or keys)."""
+    """RGB of one tile, halo included, at the grid's ``effective_mpp``.
+
+    Parts beyond the slide edge are white.
+
+    Parameters
+    ----------
+    slide : Slide
+        The slide the grid was made for.
+    grid : TileGrid
+        The tile grid.
+    tile : mapping or pandas.Series
+        A row of ``grid.tiles``, or anything with ``"x0_px"`` and ``"y0_px"`` keys
+        (level-0 pixels of the halo's top-left corner).
+
+    Returns
+    -------
+    ndarray of uint8, shape ``grid.tile_shape + (3,)``
+        The tile.
+    """
     x0 = float(tile["x0_px"])
     y0 = float(tile["y0_px"])
     n_h, n_w = grid.tile_shape
@@ -251,7 +343,24 @@ def read_tile(slide: Slide, grid: TileGrid, tile: Any) -> np.ndarray:
 def iter_tiles(
     slide: Slide, grid: TileGrid, *, selected_only: bool = True
 ) -> Iterator[tuple[Any, np.ndarray]]:
-    """Yield ``(tile_row, rgb)`` for the (selected) tiles, one tile in memory at a time."""
+    """Yield the tiles of a grid with their pixels, one tile in memory at a time.
+
+    Parameters
+    ----------
+    slide : Slide
+        The slide the grid was made for.
+    grid : TileGrid
+        The tile grid.
+    selected_only : bool, default True
+        Only the selected tiles; False yields every tile.
+
+    Yields
+    ------
+    tile_row : namedtuple
+        The row of ``grid.tiles`` (``itertuples`` form).
+    rgb : ndarray of uint8
+        The tile from :func:`read_tile`.
+    """
     table = grid.selected if selected_only else grid.tiles
     for row in table.itertuples(index=False):
         yield row, read_tile(slide, grid, row._asdict())

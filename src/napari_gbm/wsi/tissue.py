@@ -50,7 +50,37 @@ DEFAULT_ASSUMED_MPP = 0.5
 
 @dataclass(frozen=True)
 class TissueParams:
-    """Parameters of tissue detection (lengths in µm, areas in µm²)."""
+    """Parameters of tissue detection (see the module docstring for the steps).
+
+    Parameters
+    ----------
+    resolution_um : float, default 8.0
+        Pixel size the slide is read at, µm/px (finer for small images: at least ~1024
+        mask pixels on the long side); a stored level up to 2x coarser is used as it is.
+    smooth_um : float, default 2.0
+        σ of the Gaussian smoothing, µm.
+    od_bounds : tuple of float, default (0.04, 0.2)
+        ``(low, high)`` bounds of the tissue threshold, OD summed over the channels.
+    glass_margin_od : float, default 0.05
+        Tissue lies this far above the glass level, OD sum.
+    min_saturation : float, default 0.04
+        Faint pixels must be more saturated than this ((max - min) / max of RGB, 0-1).
+    colourless_margin_od : float, default 0.12
+        Pixels this far above the glass level (OD sum) are tissue whatever their colour.
+    dark_max : int, default 60
+        Pixels with every channel below this (RGB 0-255) and little colour are black
+        borders or shadows, not tissue.
+    min_object_um2 : float, default 2500.0
+        Smaller objects are dropped as debris, µm².
+    max_hole_um2 : float, default 1,000,000 (1 mm²)
+        Holes enclosed by tissue and smaller than this are filled, µm²; 0 fills none.
+
+    Raises
+    ------
+    ValueError
+        If `resolution_um` is not positive, `od_bounds` is not ``0 <= low <= high``, or
+        `smooth_um`, `min_object_um2` or `max_hole_um2` is negative.
+    """
 
     resolution_um: float = 8.0
     smooth_um: float = 2.0
@@ -78,6 +108,23 @@ class TissueMask:
 
     ``mask[r, c]`` covers level-0 pixels ``[c * downsample, (c + 1) * downsample)`` in x
     and likewise in y.
+
+    Attributes
+    ----------
+    mask : ndarray of bool, shape (rows, cols)
+        Tissue; the last row and column may reach past the slide edge.
+    downsample : float
+        Level-0 pixels per mask pixel.
+    mpp : float
+        The slide's level-0 pixel size, µm/px (assumed when `mpp_assumed`).
+    mpp_assumed : bool
+        Whether the slide recorded no pixel size and :data:`DEFAULT_ASSUMED_MPP` was used.
+    threshold_od : float
+        The OD-sum threshold used.
+    slide_dimensions : tuple of int
+        Level-0 ``(width, height)``, pixels.
+    params : TissueParams
+        The parameters used.
     """
 
     mask: np.ndarray
@@ -203,8 +250,20 @@ def detect_tissue(slide: Slide, params: TissueParams | None = None) -> TissueMas
     """Detect tissue on a slide at low resolution.
 
     If the slide has no pixel size, :data:`DEFAULT_ASSUMED_MPP` is assumed with a warning
-    (areas and the debris size are then approximate); the mask says so
-    (``mpp_assumed``).
+    (areas and the debris size are then approximate, and no object larger than 0.05 % of
+    the image is dropped as debris); the mask says so (``mpp_assumed``).
+
+    Parameters
+    ----------
+    slide : Slide
+        The slide.
+    params : TissueParams, optional
+        None uses ``TissueParams()``.
+
+    Returns
+    -------
+    TissueMask
+        The mask at about ``params.resolution_um`` µm/px.
     """
     params = params or TissueParams()
     mpp = slide.mpp
@@ -243,10 +302,31 @@ def tissue_mask_from_rgb(
     *,
     max_min_object_px: float | None = None,
 ) -> tuple[np.ndarray, float]:
-    """Tissue mask of a low-resolution RGB image whose pixels are ``pixel_um`` µm wide.
+    """Tissue mask of a low-resolution RGB image.
 
-    ``max_min_object_px`` caps the debris size in pixels (used when the scale is only
-    assumed). Returns the boolean mask and the OD-sum threshold used.
+    Parameters
+    ----------
+    rgb : numpy.ndarray, shape (h, w, 3)
+        The image, RGB 0-255.
+    pixel_um : float
+        Pixel size of `rgb`, µm/px.
+    params : TissueParams, optional
+        None uses ``TissueParams()``.
+    max_min_object_px : float, optional
+        Caps the debris size, pixels of `rgb` (used when the scale is only assumed); None
+        for no cap.
+
+    Returns
+    -------
+    mask : ndarray of bool, shape (h, w)
+        Tissue.
+    threshold : float
+        The OD-sum threshold used.
+
+    Raises
+    ------
+    ValueError
+        If `rgb` is not (h, w, 3).
     """
     params = params or TissueParams()
     if rgb.ndim != 3 or rgb.shape[2] != 3:
