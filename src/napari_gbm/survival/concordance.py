@@ -104,7 +104,30 @@ def _concordance_kernel(
 def concordance_counts(
     time: Any, event: Any, risk: Any, *, tied_tol: float = 1e-8
 ) -> tuple[int, int, int]:
-    """``(concordant, tied_risk, comparable)`` pair counts behind :func:`concordance_index`."""
+    """Pair counts behind :func:`concordance_index`.
+
+    Parameters
+    ----------
+    time : array_like, shape (n,)
+        Follow-up times, > 0.
+    event : array_like of 0/1 or bool, shape (n,)
+        1 where the event was observed.
+    risk : array_like, shape (n,)
+        Predicted risk: higher means shorter expected survival.
+    tied_tol : float, default 1e-8
+        Risks closer than this (risk units) count as tied.
+
+    Returns
+    -------
+    tuple of int
+        ``(concordant, tied_risk, comparable)`` pair counts.
+
+    Raises
+    ------
+    ValueError
+        If the inputs are invalid (NaN, lengths differ, times <= 0) or `tied_tol` is
+        negative or not finite.
+    """
     t, e = check_survival(time, event)
     r = check_score(risk, t.size, "risk")
     if not np.isfinite(tied_tol) or tied_tol < 0:
@@ -129,20 +152,27 @@ def concordance_index(time: Any, event: Any, risk: Any, *, tied_tol: float = 1e-
 
     Parameters
     ----------
-    time : (n,) array-like
+    time : array_like, shape (n,)
         Follow-up times, > 0.
-    event : (n,) array-like of 0/1 or bool
+    event : array_like of 0/1 or bool, shape (n,)
         1 where the event was observed.
-    risk : (n,) array-like
+    risk : array_like, shape (n,)
         Predicted risk: higher means shorter expected survival (a Cox linear predictor,
         not a predicted survival time; pass ``-time_pred`` for those).
-    tied_tol : float
-        Risks closer than this count as tied (1/2), as scikit-survival (default 1e-8);
-        0 for exact ties only, as lifelines.
+    tied_tol : float, default 1e-8
+        Risks closer than this count as tied (1/2), as scikit-survival; 0 for exact ties
+        only, as lifelines.
 
     Returns
     -------
-    float in [0, 1]; 0.5 for a random risk, 1 for a perfect ordering.
+    float
+        In [0, 1]; 0.5 for a random risk, 1 for a perfect ordering.
+
+    Raises
+    ------
+    ValueError
+        If there is no comparable pair, or the inputs are invalid (see
+        :func:`concordance_counts`).
     """
     con, tie, pairs = concordance_counts(time, event, risk, tied_tol=tied_tol)
     if pairs == 0:

@@ -65,8 +65,29 @@ ALTMAN_VALID_P = (1e-4, 0.1)
 class OptimalCut:
     """The maximally selected log-rank cut of :func:`optimal_cutoff`.
 
-    ``candidates`` holds every cut tried: ``cut, n_low, n_high, statistic`` (|Z|),
-    ``chi2``, ``p`` (raw).
+    Attributes
+    ----------
+    cut : float
+        The cut, in score units: low group score <= cut < high group.
+    statistic : float
+        Its standardised log-rank statistic, max |Z|.
+    chi2 : float
+        ``statistic ** 2``.
+    p_value : float
+        Raw (uncorrected, far too small) p-value of the cut.
+    p_lausen : float
+        Lausen-Schumacher corrected p-value (:func:`p_lausen_schumacher`), never below
+        `p_value`.
+    p_altman : float
+        Altman corrected p-value (:func:`p_altman`); NaN unless the range is symmetric
+        (``min_prop + max_prop == 1``) with ``min_prop`` 0.1 or 0.05.
+    altman_in_range : bool
+        Whether `p_value` lies where Altman's formula is stated valid (1e-4 to 0.1).
+    min_prop, max_prop : float
+        The range of quantiles cuts were tried in.
+    candidates : pandas.DataFrame
+        Every cut tried: ``cut``, ``n_low``, ``n_high``, ``statistic`` (|Z|), ``chi2``,
+        ``p`` (raw).
     """
 
     cut: float
@@ -83,9 +104,21 @@ class OptimalCut:
 
 @dataclass(frozen=True)
 class RiskGroups:
-    """Risk groups of a score: ``labels`` (0 = lowest ... k-1 = highest, per subject),
-    ``names`` (per group), ``cuts`` (k - 1 increasing values), ``method``, and ``optimal``
-    (the :class:`OptimalCut`, for method "optimal")."""
+    """Risk groups of a score, as returned by :func:`risk_groups`.
+
+    Attributes
+    ----------
+    labels : numpy.ndarray of intp, shape (n,)
+        Group of each subject: 0 = lowest scores ... k-1 = highest.
+    names : tuple of str
+        Name of each group.
+    cuts : numpy.ndarray of float64, shape (k - 1,)
+        Increasing cut values, in score units (group g: ``cuts[g-1] < score <= cuts[g]``).
+    method : str
+        The method that made the cuts (one of :data:`METHODS`).
+    optimal : OptimalCut or None
+        The optimal cut, for method ``"optimal"``; None otherwise.
+    """
 
     labels: np.ndarray
     names: tuple[str, ...]
@@ -105,8 +138,27 @@ class RiskGroups:
 
 
 def p_lausen_schumacher(statistic: float, min_prop: float = 0.1, max_prop: float = 0.9) -> float:
-    """Lausen-Schumacher (1992) p-value of a maximally selected standardised statistic
-    ``statistic`` = max |Z| over cuts between the ``min_prop`` and ``max_prop`` quantiles."""
+    """Lausen-Schumacher (1992) p-value of a maximally selected standardised statistic.
+
+    Parameters
+    ----------
+    statistic : float
+        max |Z| over cuts between the `min_prop` and `max_prop` quantiles.
+    min_prop : float, default 0.1
+        Lowest quantile a cut was allowed at.
+    max_prop : float, default 0.9
+        Highest quantile a cut was allowed at.
+
+    Returns
+    -------
+    float
+        The p-value, clipped to [0, 1]; 1 for a statistic below 1.
+
+    Raises
+    ------
+    ValueError
+        If the statistic is not finite, or not ``0 < min_prop < max_prop < 1``.
+    """
     _check_props(min_prop, max_prop)
     b = float(statistic)
     if not np.isfinite(b):
@@ -120,11 +172,28 @@ def p_lausen_schumacher(statistic: float, min_prop: float = 0.1, max_prop: float
 
 
 def p_altman(p_min: float, min_prop: float = 0.1) -> float:
-    """Altman et al. (1994) corrected p-value of a minimal log-rank p over cuts between the
-    ``min_prop`` and ``1 - min_prop`` quantiles (defined for 0.1 and 0.05; NaN otherwise).
+    """Altman et al. (1994) corrected p-value of a minimal log-rank p over cuts.
 
     Stated valid for 0.0001 < p_min < 0.1. Past the formula's maximum (p_min > 0.24 for
-    0.1) it returns 1; it never returns less than ``p_min``; clipped to [0, 1].
+    0.1) it returns 1; it never returns less than `p_min`; clipped to [0, 1].
+
+    Parameters
+    ----------
+    p_min : float
+        The smallest raw p-value over the cuts, in [0, 1].
+    min_prop : float, default 0.1
+        Cuts were allowed between the `min_prop` and ``1 - min_prop`` quantiles; only 0.1
+        and 0.05 are defined.
+
+    Returns
+    -------
+    float
+        The corrected p-value; NaN for any other `min_prop`.
+
+    Raises
+    ------
+    ValueError
+        If `p_min` is outside [0, 1].
     """
     p = float(p_min)
     if not 0.0 <= p <= 1.0:
@@ -191,15 +260,17 @@ def _maxstat_kernel(
 def optimal_cutoff(
     score: Any, time: Any, event: Any, *, min_prop: float = 0.1, max_prop: float = 0.9
 ) -> OptimalCut:
-    """The cut of ``score`` with the largest two-group log-rank statistic.
+    """The cut of `score` with the largest two-group log-rank statistic.
 
     Parameters
     ----------
-    score : (n,) array-like
+    score : array_like, shape (n,)
         Continuous score (biomarker, model risk).
-    time, event : (n,) array-like
-        Follow-up times (> 0) and event indicators (0/1).
-    min_prop, max_prop : float
+    time : array_like, shape (n,)
+        Follow-up times, > 0.
+    event : array_like of 0/1 or bool, shape (n,)
+        1 where the event was observed.
+    min_prop, max_prop : float, default 0.1 and 0.9
         Cuts are the distinct scores c with min_prop <= fraction(score <= c) <= max_prop.
 
     Returns
@@ -207,6 +278,12 @@ def optimal_cutoff(
     OptimalCut
         ``cut`` (low: score <= cut), ``statistic`` (max |Z|), ``chi2``, raw ``p_value``,
         ``p_lausen``, ``p_altman`` (+ ``altman_in_range``), and all ``candidates``.
+
+    Raises
+    ------
+    ValueError
+        If the inputs are invalid, there is no event, the proportions are not
+        ``0 < min_prop < max_prop < 1``, or no score value gives a cut in that range.
     """
     _check_props(min_prop, max_prop)
     t, e = check_survival(time, event, min_subjects=2)
@@ -292,21 +369,30 @@ def risk_groups(
 
     Parameters
     ----------
-    score : (n,) array-like
+    score : array_like, shape (n,)
         The score; higher = higher risk group.
-    method : "median", "tertiles", "quartiles", "manual" or "optimal"
-    cuts : sequence of float
-        Increasing cut values, for "manual" only.
-    time, event : (n,) array-like
-        Follow-up, for "optimal" only.
-    min_prop, max_prop : float
+    method : {"median", "tertiles", "quartiles", "manual", "optimal"}, default "median"
+        How the cuts are chosen (see the module docstring).
+    cuts : sequence of float, optional
+        Increasing cut values in score units, for ``"manual"`` only.
+    time, event : array_like, shape (n,), optional
+        Follow-up times and event indicators, for ``"optimal"`` only.
+    min_prop, max_prop : float, default 0.1 and 0.9
         Range of the optimal cut (see :func:`optimal_cutoff`).
-    names : sequence of str
-        Group names (default "low"/"high" for two groups, T1-T3, Q1-Q4, G1..Gk).
+    names : sequence of str, optional
+        Group names; default "low"/"high" for two groups, else T1-T3, Q1-Q4 or G1..Gk.
 
     Returns
     -------
     RiskGroups
+        Per-subject labels, group names, cuts and (for ``"optimal"``) the optimal cut.
+
+    Raises
+    ------
+    ValueError
+        For an unknown method, arguments given to a method that does not use them, an empty
+        or invalid score, missing or non-increasing manual cuts, ``"optimal"`` without
+        time and event, a wrong number of names, or an empty group.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")

@@ -31,7 +31,21 @@ _HALF_TOL = 1e-12
 
 
 def event_table(time: np.ndarray, event: np.ndarray) -> pd.DataFrame:
-    """Counts at each distinct time of checked arrays (see :func:`kaplan_meier`)."""
+    """Counts at each distinct time of checked arrays (see :func:`kaplan_meier`).
+
+    Parameters
+    ----------
+    time : numpy.ndarray of float64, shape (n,)
+        Follow-up times, already checked (finite, > 0; any unit).
+    event : numpy.ndarray of bool, shape (n,)
+        True where the event was observed, already checked.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per distinct time, ascending: ``time`` (float64), ``n_at_risk`` (subjects
+        with time >= t), ``n_events`` and ``n_censored`` at t (int64).
+    """
     uniq, inverse = np.unique(time, return_inverse=True)
     n_total = np.bincount(inverse, minlength=uniq.size)
     n_events = np.bincount(inverse, weights=event.astype(np.float64), minlength=uniq.size)
@@ -53,20 +67,26 @@ def kaplan_meier(time: Any, event: Any, *, alpha: float = 0.05) -> pd.DataFrame:
 
     Parameters
     ----------
-    time : (n,) array-like
+    time : array_like, shape (n,)
         Follow-up times (> 0, any unit; the output ``time`` is in the same unit).
-    event : (n,) array-like of 0/1 or bool
+    event : array_like of 0/1 or bool, shape (n,)
         1 where the event was observed, 0 where the subject was censored.
-    alpha : float
+    alpha : float, default 0.05
         1 - confidence level of the pointwise interval (0.05: 95 %).
 
     Returns
     -------
-    DataFrame, one row per distinct time (events and censorings), sorted:
-        ``time``, ``n_at_risk`` (time >= t), ``n_events``, ``n_censored`` at t,
-        ``survival`` S(t) (right-continuous: after the events at t),
-        ``ci_lower``, ``ci_upper`` (Greenwood variance, log(-log) transform).
-        There is no t = 0 row (S = 1 before the first time).
+    pandas.DataFrame
+        One row per distinct time (events and censorings), sorted: ``time``,
+        ``n_at_risk`` (time >= t), ``n_events``, ``n_censored`` at t, ``survival`` S(t)
+        (right-continuous: after the events at t), ``ci_lower``, ``ci_upper`` (Greenwood
+        variance, log(-log) transform). There is no t = 0 row (S = 1 before the first time).
+
+    Raises
+    ------
+    ValueError
+        If `alpha` is outside (0, 1), or `time` / `event` are invalid (non-numeric, NaN,
+        times <= 0, lengths differ, events not 0/1).
     """
     if not 0.0 < float(alpha) < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
@@ -104,10 +124,25 @@ def _loglog_interval(
 
 
 def median_survival(km: pd.DataFrame) -> float:
-    """Median survival time: the first time at which S(t) <= 1/2 (``inf`` if never).
+    """Median survival time: the first time at which S(t) <= 1/2.
 
-    ``km`` is a :func:`kaplan_meier` table. As lifelines' ``median_survival_time_``, except
-    that an estimate equal to 1/2 up to float rounding (1e-12) counts as reaching it.
+    As lifelines' ``median_survival_time_``, except that an estimate equal to 1/2 up to
+    float rounding (1e-12) counts as reaching it.
+
+    Parameters
+    ----------
+    km : pandas.DataFrame
+        A :func:`kaplan_meier` table (``time`` and ``survival`` are read).
+
+    Returns
+    -------
+    float
+        In the unit of ``km["time"]``; ``inf`` if S(t) never reaches 1/2.
+
+    Raises
+    ------
+    ValueError
+        If `km` lacks a ``time`` or ``survival`` column.
     """
     missing = {"time", "survival"} - set(km.columns)
     if missing:
@@ -120,8 +155,20 @@ def median_survival(km: pd.DataFrame) -> float:
 
 
 def at_risk_counts(time: Any, at: Any) -> np.ndarray:
-    """Number of subjects still at risk (time >= t) at each ``at`` time: the table printed
-    under Kaplan-Meier plots."""
+    """Number of subjects still at risk at given times: the table under Kaplan-Meier plots.
+
+    Parameters
+    ----------
+    time : array_like, shape (n,)
+        Follow-up times of the subjects.
+    at : array_like
+        Times to count at, in the unit of `time`.
+
+    Returns
+    -------
+    numpy.ndarray of int64
+        Shape of `at`: subjects with time >= each `at` value.
+    """
     t = np.sort(np.asarray(time, dtype=np.float64))
     at_arr = np.asarray(at, dtype=np.float64)
     return (t.size - np.searchsorted(t, at_arr, side="left")).astype(np.int64)

@@ -29,8 +29,17 @@ __all__ = ["LogRankResult", "logrank_test"]
 class LogRankResult:
     """Result of :func:`logrank_test`.
 
-    ``table`` has one row per group (sorted labels): ``group``, ``n``, ``observed``
-    (events), ``expected`` (events expected under equal hazards).
+    Attributes
+    ----------
+    statistic : float
+        Chi-square statistic (>= 0).
+    df : int
+        Degrees of freedom, groups - 1.
+    p_value : float
+        Chi-square upper tail probability.
+    table : pandas.DataFrame
+        One row per group (sorted labels): ``group``, ``n``, ``observed`` (events),
+        ``expected`` (events expected under equal hazards).
     """
 
     statistic: float
@@ -44,17 +53,24 @@ def logrank_test(time: Any, event: Any, groups: Any) -> LogRankResult:
 
     Parameters
     ----------
-    time : (n,) array-like
+    time : array_like, shape (n,)
         Follow-up times, > 0.
-    event : (n,) array-like of 0/1 or bool
+    event : array_like of 0/1 or bool, shape (n,)
         1 where the event was observed.
-    groups : (n,) array-like
+    groups : array_like, shape (n,)
         Any labels (numbers or strings); at least two distinct ones.
 
     Returns
     -------
     LogRankResult
         ``statistic`` (chi-square), ``df`` (groups - 1), ``p_value``, and ``table``.
+
+    Raises
+    ------
+    ValueError
+        If the inputs are invalid (fewer than 2 subjects or groups, NaN, lengths differ),
+        there is no event, or the covariance is singular (a group with no subject at risk at
+        any event time).
     """
     t, e = check_survival(time, event, min_subjects=2)
     codes, labels = check_groups(groups, t.size)

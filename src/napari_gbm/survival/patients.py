@@ -72,12 +72,29 @@ def _weighted(values: pd.Series, weights: pd.Series) -> float:
 
 
 def aggregate_patients(slides: pd.DataFrame, id_col: str = "patient_id") -> pd.DataFrame:
-    """One row per patient (sorted by id) from a one-row-per-slide biomarker table.
+    """One row per patient from a one-row-per-slide biomarker table.
+
+    Columns are combined by the rules of the module docstring (:data:`AGGREGATION`);
+    boolean and non-numeric columns are dropped.
+
+    Parameters
+    ----------
+    slides : pandas.DataFrame
+        One row per slide: the patient id and slide biomarkers (the ``summary.json``
+        values: counts, areas in mm², densities per mm², percentages ...).
+    id_col : str, default "patient_id"
+        Column holding the patient id.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per patient, sorted by id: `id_col`, ``n_slides`` and the aggregated
+        numeric columns (NaN where no slide has a value).
 
     Raises
     ------
     ValueError
-        If ``id_col`` is missing or has empty values.
+        If `id_col` is missing or has empty values.
     """
     if id_col not in slides.columns:
         raise ValueError(
@@ -153,17 +170,36 @@ def _pooled(row: dict[str, Any], g: pd.DataFrame, area: pd.Series | None) -> Non
 def join_clinical(
     patients: pd.DataFrame, clinical: pd.DataFrame, id_col: str = "patient_id"
 ) -> pd.DataFrame:
-    """Patients (biomarkers) joined with their clinical data, one row per patient with
-    both.
+    """Patients (biomarkers) joined with their clinical data, one row per patient with both.
+
+    Patients without clinical data, or clinical rows without slides, are dropped with a
+    warning naming them.
+
+    Parameters
+    ----------
+    patients : pandas.DataFrame
+        One row per patient (e.g. from :func:`aggregate_patients`).
+    clinical : pandas.DataFrame
+        One row per patient: follow-up, events, covariates.
+    id_col : str, default "patient_id"
+        The patient id column of both tables; ids are compared as strings.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Inner join on `id_col` (converted to str); clinical columns whose name is also a
+        patient column get the suffix ``_clinical``.
 
     Raises
     ------
     ValueError
-        If either table lacks ``id_col`` (listing the columns it has), or the clinical
+        If either table lacks `id_col` (listing the columns it has), or the clinical
         table repeats a patient.
 
-    Patients without clinical data, or clinical rows without slides, are dropped with a
-    warning naming them.
+    Warns
+    -----
+    UserWarning
+        Naming the patients left out on either side.
     """
     for name, df in (("patient", patients), ("clinical", clinical)):
         if id_col not in df.columns:

@@ -87,16 +87,22 @@ def save_model(model: Any, folder_or_path: str | os.PathLike[str]) -> Path:
 
     Parameters
     ----------
-    model
+    model : object
         Any fitted model implementing ``get_state()`` (see the module docstring).
-    folder_or_path : path
+    folder_or_path : str or os.PathLike
         A folder (created if needed; the files are ``model.pt`` and ``model.json`` in it)
         or a path ending in ``.pt`` or ``.json`` (the pair shares that stem).
 
     Returns
     -------
-    Path
+    pathlib.Path
         The JSON file written.
+
+    Raises
+    ------
+    ValueError
+        If the model has no ``get_state()``, its tensors are not a dict of str to tensor,
+        or its metadata names no known model type.
     """
     if not hasattr(model, "get_state"):
         raise ValueError(f"{type(model).__name__} cannot be saved: it has no get_state() method")
@@ -146,8 +152,14 @@ def load_model(path: str | os.PathLike[str]) -> Any:
 
     Parameters
     ----------
-    path : path
+    path : str or os.PathLike
         The folder, or its ``.pt`` or ``.json`` file.
+
+    Returns
+    -------
+    object
+        The model, rebuilt by its class's ``from_state`` (e.g.
+        :class:`~napari_gbm.survival.nn.MLPCoxModel`), on the CPU.
 
     Raises
     ------
@@ -156,7 +168,7 @@ def load_model(path: str | os.PathLike[str]) -> Any:
     ValueError
         If ``model.pt`` holds anything but tensors (a pickle of other objects is never
         executed), does not match the checksum in ``model.json``, or the metadata is
-        not a napari-gbm model description.
+        not a napari-gbm model description (or comes from a newer format version).
 
     Warns
     -----

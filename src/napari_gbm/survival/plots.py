@@ -31,7 +31,19 @@ _RISK_RAMP = ("#1f77b4", "#2ca02c", "#ff7f0e", "#d62728")
 
 
 def group_colors(k: int) -> list[str]:
-    """Colours of k ordered risk groups, lowest blue to highest red."""
+    """Colours of k ordered risk groups, lowest blue to highest red.
+
+    Parameters
+    ----------
+    k : int
+        Number of groups.
+
+    Returns
+    -------
+    list of str
+        k hex colours: a blue-green-orange-red ramp for up to 4 groups; more groups cycle
+        through a 7-colour palette (no longer ordered).
+    """
     picks = {1: (0,), 2: (0, 3), 3: (0, 2, 3), 4: (0, 1, 2, 3)}
     if k in picks:
         return [_RISK_RAMP[i] for i in picks[k]]
@@ -54,8 +66,19 @@ def _save(fig: Figure, path: str | os.PathLike[str], dpi: int) -> Path:
 
 
 def format_p(p: float | None) -> str:
-    """A p-value as every report, plot and dock shows it: 3 decimals, or 2 significant
-    digits in scientific notation below 0.001; ``n/a`` when missing."""
+    """A p-value as every report, plot and dock shows it.
+
+    Parameters
+    ----------
+    p : float or None
+        The p-value.
+
+    Returns
+    -------
+    str
+        3 decimals (``"0.042"``), or scientific notation with 3 significant digits below
+        0.001 (``"1.23e-04"``); ``"n/a"`` when None or not finite.
+    """
     if p is None or not np.isfinite(p):
         return "n/a"
     return f"{p:.2e}" if p < 1e-3 else f"{p:.3f}"
@@ -74,29 +97,44 @@ def km_plot(
     size_px: tuple[int, int] = (1200, 900),
     dpi: int = 150,
 ) -> Path:
-    """Kaplan-Meier curves per group with confidence bands, censoring ticks, the log-rank
-    p-value and a number-at-risk table under the axes.
+    """Kaplan-Meier curves per group, written as a PNG.
+
+    With confidence bands, censoring ticks, the log-rank p-value and a number-at-risk table
+    under the axes (see :func:`draw_km`).
 
     Parameters
     ----------
-    time, event : (n,) array-like
-        Follow-up (> 0) and event indicators (0/1).
-    groups : (n,) array-like or None
+    time : array_like, shape (n,)
+        Follow-up times, > 0.
+    event : array_like of 0/1 or bool, shape (n,)
+        1 where the event was observed.
+    groups : array_like, shape (n,), or None
         Group label per subject (None: one curve for everyone, no test).
-    path : path-like
-        PNG file to write.
+    path : str or os.PathLike
+        PNG file to write (atomically).
     title : str, optional
-    group_names : mapping label -> name, or names in sorted-label order, optional
-    time_label : str
+        Plot title; None for none.
+    group_names : mapping or sequence of str, optional
+        Label -> name, or names in sorted-label order; None uses the labels.
+    time_label : str, default "time"
         x-axis label, with its unit (e.g. "overall survival (months)").
-    alpha : float
-        1 - level of the pointwise bands.
-    size_px, dpi
-        Image size in pixels and resolution.
+    alpha : float, default 0.05
+        1 - level of the pointwise bands (0.05: 95 %).
+    size_px : tuple of int, default (1200, 900)
+        ``(width, height)`` of the image, pixels (at least 100 x 100).
+    dpi : int, default 150
+        Resolution, dots per inch (font sizes scale with it).
 
     Returns
     -------
-    Path of the written PNG.
+    pathlib.Path
+        The written PNG.
+
+    Raises
+    ------
+    ValueError
+        For invalid survival data or groups, a wrong number of group names, a size under
+        100 x 100 px or dpi under 10, or when the log-rank test fails (e.g. no event).
     """
     t, e = check_survival(time, event)
     if groups is None:
@@ -124,12 +162,43 @@ def draw_km(
     time_label: str = "time",
     alpha: float = 0.05,
 ) -> tuple[Any, Any]:
-    """Draw Kaplan-Meier curves of groups ``codes`` (0..k-1, named ``names``) onto ``fig``:
-    confidence bands, censoring ticks, the log-rank p-value (k > 1) and a number-at-risk
-    table under the axes. The one drawing of a KM plot: the PNG report
-    (:func:`km_plot`) and the napari Cohort dock both call it. ``t``, ``e``: checked
-    follow-up and events. Each curve's line has the gid ``km:<name>``. Returns the plot's
-    and the table's axes."""
+    """Draw Kaplan-Meier curves of groups onto a figure.
+
+    Confidence bands, censoring ticks, the log-rank p-value (k > 1) and a number-at-risk
+    table under the axes. The one drawing of a KM plot: the PNG report (:func:`km_plot`)
+    and the napari Cohort dock both call it. Each curve's line has the gid ``km:<name>``.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        Empty figure to draw on.
+    t : numpy.ndarray of float64, shape (n,)
+        Checked follow-up times.
+    e : numpy.ndarray of bool, shape (n,)
+        Checked event indicators.
+    codes : numpy.ndarray of int, shape (n,)
+        Group of each subject, 0..k-1.
+    names : sequence of str
+        Name of each group (k names).
+    title : str, optional
+        Plot title; None for none.
+    time_label : str, default "time"
+        x-axis label, with its unit.
+    alpha : float, default 0.05
+        1 - level of the pointwise bands.
+
+    Returns
+    -------
+    ax : matplotlib.axes.Axes
+        The plot's axes.
+    ax_table : matplotlib.axes.Axes
+        The number-at-risk table's axes.
+
+    Raises
+    ------
+    ValueError
+        When the log-rank test fails (e.g. no event, with more than one group).
+    """
     k = len(names)
     colors = group_colors(k)
     table_share = 0.12 + 0.05 * k
@@ -214,11 +283,33 @@ def forest_plot(
     size_px: tuple[int, int] | None = None,
     dpi: int = 150,
 ) -> Path:
-    """Hazard ratios with confidence intervals on a log axis, one row per covariate.
+    """Hazard ratios with confidence intervals on a log axis, one row per covariate, as a PNG.
 
-    ``summary`` needs the columns ``covariate, hazard_ratio, ci_lower, ci_upper`` (and
-    ``p`` if present is printed): :meth:`napari_gbm.survival.cox.CoxModel.summary`.
-    Default size: 1200 px wide, 160 + 50 px per covariate high.
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        Columns ``covariate``, ``hazard_ratio``, ``ci_lower``, ``ci_upper`` (and ``p``,
+        printed if present): :meth:`napari_gbm.survival.cox.CoxModel.summary`. Limits of 0
+        or inf are drawn to the axis edge.
+    path : str or os.PathLike
+        PNG file to write (atomically).
+    title : str, optional
+        Plot title; None for none.
+    size_px : tuple of int, optional
+        ``(width, height)`` in pixels; default 1200 px wide, 160 + 50 px per covariate high.
+    dpi : int, default 150
+        Resolution, dots per inch.
+
+    Returns
+    -------
+    pathlib.Path
+        The written PNG.
+
+    Raises
+    ------
+    ValueError
+        If a column is missing, the table is empty, a hazard ratio is not finite and > 0, a
+        confidence limit is NaN, or the size is under 100 x 100 px.
     """
     need = ["covariate", "hazard_ratio", "ci_lower", "ci_upper"]
     missing = [c for c in need if c not in summary.columns]
