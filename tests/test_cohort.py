@@ -221,7 +221,8 @@ def test_tables_and_stratification_of_a_larger_cohort(tmp_path: Path) -> None:
     """The table stage on 60 synthetic patients (slide summaries from the synthetic cohort
     generator, no images): slides -> patients -> clinical join -> stratification."""
     pytest.importorskip("napari_gbm.survival.stratify")
-    from napari_gbm.cohort import Cohort, CohortSlide, _stratify, _write_tables
+    from napari_gbm.cohort import Cohort, CohortSlide
+    from napari_gbm.cohort.tables import _stratify, _write_tables
     from napari_gbm.synthetic import make_synthetic_cohort
 
     syn = make_synthetic_cohort(n_patients=60, seed=3)
@@ -376,7 +377,7 @@ def test_changed_parameters_are_not_skipped(
     same = analyze_task(path, str(folder), PARAMS.to_dict(), None, "s3")
     assert same["status"] == "skipped"
     other = AnalyzeParams(cells=CellParams(stain="he", texture=False))
-    from napari_gbm.cohort import _previous_summary
+    from napari_gbm.cohort.task import _previous_summary
 
     assert _previous_summary(folder, path, other.to_dict(), None, "s3") is None
     assert _previous_summary(folder, path, PARAMS.to_dict(), 0.25, "s3") is None

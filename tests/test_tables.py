@@ -307,7 +307,8 @@ def test_a_broken_parquet_file_is_named(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def _manifest_cohort(tmp_path: Path, clinical: pd.DataFrame, name: str) -> dict | None:
-    from napari_gbm.cohort import _stratify, _write_tables, read_cohort_input
+    from napari_gbm.cohort import read_cohort_input
+    from napari_gbm.cohort.tables import _stratify, _write_tables
     from napari_gbm.pipeline import AnalyzeParams
 
     table, _ = _cohort()
@@ -377,7 +378,7 @@ def test_write_csv_neutralises_formulas_and_keeps_numbers(tmp_path: Path) -> Non
 
 
 def test_risk_csv_holds_a_formula_id_as_text_and_the_dock_reads_it_back(tmp_path: Path) -> None:
-    from napari_gbm.widgets._cohort import read_results
+    from napari_gbm.survival.results import read_results
 
     table, clinical = _cohort()
     for df in (table, clinical):
@@ -403,7 +404,8 @@ def test_risk_csv_holds_a_formula_id_as_text_and_the_dock_reads_it_back(tmp_path
 
 
 def test_failures_csv_and_exported_tables_are_neutralised(tmp_path: Path) -> None:
-    from napari_gbm.cohort import Cohort, CohortSlide, _write_tables
+    from napari_gbm.cohort import Cohort, CohortSlide
+    from napari_gbm.cohort.tables import _write_tables
     from napari_gbm.export import export_table
     from napari_gbm.pipeline import AnalyzeParams
 
