@@ -32,10 +32,31 @@ def classify(
     rim: np.ndarray,
     mv: np.ndarray,
 ) -> np.ndarray:
-    """Region codes from (perturbed) layout fields, all in micrometres.
+    """Region codes from (perturbed) layout fields.
 
-    Later rules take priority: tissue zones, then MVP, pseudopalisade, necrosis, and
-    glass last.
+    Later rules take priority: tissue zones (normal, infiltrating, tumour), then MVP,
+    pseudopalisade, necrosis, and glass last.
+
+    Parameters
+    ----------
+    t : numpy.ndarray
+        Tissue field, µm; < 0 is glass (background).
+    f_inf, f_tum : numpy.ndarray
+        Infiltrating and tumour fronts, µm; >= 0 inside the zone.
+    d_nec : numpy.ndarray
+        Distance from necrosis, µm; < 0 inside necrosis.
+    rim : numpy.ndarray
+        Pseudopalisade width, µm: ``0 <= d_nec < rim`` is pseudopalisade.
+    mv : numpy.ndarray
+        Microvascular-proliferation field, µm; < 0 inside MVP clusters.
+
+    All six arrays have one shape (or broadcast to that of `t`).
+
+    Returns
+    -------
+    numpy.ndarray of uint8
+        Shape of `t`: region codes of :mod:`._params` (BACKGROUND, TUMOR, NECROSIS,
+        PALISADE, MVP, INFILTRATING, NORMAL = 0..6).
     """
     code = np.full(np.shape(t), P.NORMAL, dtype=np.uint8)
     code[f_inf >= 0] = P.INFILTRATING

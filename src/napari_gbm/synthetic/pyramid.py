@@ -25,7 +25,18 @@ _APERIO = "Aperio Image Library v12.0.0\r\n"
 
 
 def level_dimensions(width: int, height: int) -> list[tuple[int, int]]:
-    """(width, height) per level: factor 4 until the longest side is <= 1024."""
+    """Size of every pyramid level: factor 4 until the longest side is <= 1024.
+
+    Parameters
+    ----------
+    width, height : int
+        Level-0 size, pixels.
+
+    Returns
+    -------
+    list of tuple of int
+        ``(width, height)`` per level, level 0 first; each level rounds up.
+    """
     dims = [(width, height)]
     while max(dims[-1]) > SMALLEST_SIDE:
         w, h = dims[-1]

@@ -17,7 +17,18 @@ BLOCK_UM = 256.0  # nucleus-ownership block side, fixed in um so tile_px never m
 
 
 def block_px_for(mpp: float) -> int:
-    """Block side in level-0 pixels for a pixel size."""
+    """Side of a nucleus-ownership block in level-0 pixels for a pixel size.
+
+    Parameters
+    ----------
+    mpp : float
+        Level-0 pixel size, µm/px.
+
+    Returns
+    -------
+    int
+        ``round(256 µm / mpp)``, at least 64.
+    """
     return max(64, round(BLOCK_UM / mpp))
 
 

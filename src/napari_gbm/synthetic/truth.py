@@ -166,7 +166,17 @@ def region_summary(
 
 
 def write_png_gray(path: Path, img: np.ndarray) -> None:
-    """Write an 8-bit greyscale PNG (tiny encoder: deterministic, no extra deps)."""
+    """Write an 8-bit greyscale PNG (tiny encoder: deterministic, no extra deps).
+
+    Written in place, not atomically (callers write to a temporary name).
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        Destination file.
+    img : numpy.ndarray, shape (h, w)
+        The image; cast to uint8.
+    """
     img = np.ascontiguousarray(img, dtype=np.uint8)
     h, w = img.shape
     raw = np.concatenate([np.zeros((h, 1), np.uint8), img], axis=1).tobytes()
