@@ -327,7 +327,8 @@ def test_cohort_widget_reads_worded_events_and_categories(
 def test_slide_to_patient_matching(tmp_path: Path) -> None:
     from types import SimpleNamespace
 
-    from napari_gbm.widgets._cohort import patient_of_slide, read_results, slide_ids_of_layer
+    from napari_gbm.survival.results import patient_of_slide, read_results
+    from napari_gbm.widgets._cohort import slide_ids_of_layer
 
     layer = SimpleNamespace(metadata={"slide_path": "/x/TCGA-02-0001-01Z-00-DX1.ome.tif"})
     ids = slide_ids_of_layer(layer)

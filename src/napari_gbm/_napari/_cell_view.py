@@ -6,21 +6,24 @@ renderer and every recolour costs as much (BENCHMARKS.md). :class:`CellsInView` 
 whole cell table aside and gives the layer only the cells inside the current view (plus a
 margin), when they number at most ``max_points``; zoomed out further, the layer empties
 and the biomarker maps show the slide. The view is followed through the camera's events,
-debounced. Regrading and recolouring apply to the whole table (``cells``) and are pushed
-to the layer with :meth:`refresh`.
+debounced by the ``debounce`` the caller gives (the widgets give a Qt timer,
+:class:`napari_gbm.widgets._debounce.Debounced`: Qt stays in ``widgets/``), else at each
+event. Regrading and recolouring apply to the whole table (``cells``) and are pushed to
+the layer with :meth:`refresh`.
 """
 
 from __future__ import annotations
 
 import weakref
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
 from napari_gbm._napari._layers import KEY_FEATURES, camera_of
 
-__all__ = ["CellsInView", "cells_in_view_of"]
+__all__ = ["CellsInView", "Debouncer", "cells_in_view_of"]
 
 _REGISTRY: weakref.WeakKeyDictionary[Any, CellsInView] = weakref.WeakKeyDictionary()
 
@@ -28,6 +31,15 @@ _REGISTRY: weakref.WeakKeyDictionary[Any, CellsInView] = weakref.WeakKeyDictiona
 def cells_in_view_of(layer: Any) -> CellsInView | None:
     """The controller of a cells layer in in-view mode, if any."""
     return _REGISTRY.get(layer)
+
+
+class Debouncer(Protocol):
+    """Calls a function once, some time after the last of a burst of calls."""
+
+    def __call__(self, *args: Any) -> None: ...
+
+    def cancel(self) -> None:
+        """Drop a pending call."""
 
 
 class CellsInView:
@@ -40,7 +52,10 @@ class CellsInView:
         max_points: int = 50_000,
         margin: float = 0.25,
         debounce_ms: int = 150,
+        debounce: Callable[[Callable[..., Any], int], Debouncer] | None = None,
     ) -> None:
+        """``debounce(fn, ms)`` makes the debounced form of ``fn`` that follows the camera
+        (made at the first camera event); None: the view is updated at every event."""
         self.viewer = viewer
         self.layer = layer
         full = layer.features if cells is None else cells
@@ -55,7 +70,8 @@ class CellsInView:
         self.shown = np.zeros(0, np.int64)
         self.status = ""
         self._debounce_ms = debounce_ms
-        self._timer: Any = None
+        self._debounce = debounce
+        self._debounced: Debouncer | None = None
         _REGISTRY[layer] = self
         meta = layer.metadata.setdefault("napari_gbm", {})
         meta["in_view_only"] = {"max_points": self.max_points, "n_cells": len(self.cells)}
@@ -68,21 +84,20 @@ class CellsInView:
         camera = camera_of(self.viewer)
         camera.events.zoom.disconnect(self._schedule)
         camera.events.center.disconnect(self._schedule)
-        if self._timer is not None:
-            self._timer.stop()
+        if self._debounced is not None:
+            self._debounced.cancel()
         if _REGISTRY.get(self.layer) is self:
             del _REGISTRY[self.layer]
         self.layer.metadata.get("napari_gbm", {}).pop("in_view_only", None)
 
     # -- following the view ---------------------------------------------------------------
     def _schedule(self, *_: Any) -> None:
-        from qtpy.QtCore import QTimer
-
-        if self._timer is None:
-            self._timer = QTimer()
-            self._timer.setSingleShot(True)
-            self._timer.timeout.connect(self.update)
-        self._timer.start(self._debounce_ms)
+        if self._debounce is None:
+            self.update()
+            return
+        if self._debounced is None:
+            self._debounced = self._debounce(self.update, self._debounce_ms)
+        self._debounced()
 
     def view_box_px(self) -> tuple[float, float, float, float]:
         """(x0, y0, x1, y1) of the view plus margin, in the layer's data pixels."""

@@ -21,6 +21,7 @@ from napari_gbm._napari._layers import (
     value_colors,
 )
 from napari_gbm.biomarkers import PositivityParams, ihc_scores, positive_class, spatial_biomarkers
+from napari_gbm.widgets._debounce import Debounced
 from napari_gbm.widgets._dock import ScrollingDock
 
 if TYPE_CHECKING:
@@ -169,7 +170,7 @@ class BiomarkersWidget(ScrollingDock):
             return None
         view = cells_in_view_of(layer)
         if view is None:
-            view = CellsInView(self._viewer, layer)
+            view = CellsInView(self._viewer, layer, debounce=Debounced)
         self._scores.value = self._scores.value.split("\n[")[0] + f"\n[{view.status}]"
         return view
 

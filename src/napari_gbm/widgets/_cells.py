@@ -1,7 +1,13 @@
 """Cells dock widget: detect and measure cells in the current view, in a drawn region, or
 over the whole slide; cells come back as a Points layer (the cell table as features,
 coloured by DAB grade), nucleus outlines as Labels for a region, biomarker maps for a whole
-slide. Compute runs in a thread worker with progress and a cancel button."""
+slide. Compute runs in a thread worker with progress and a cancel button.
+
+The core reports progress through a callback, called in the worker's thread; the callback
+emits a Qt signal (:class:`_Progress`), which Qt delivers in the main thread, where the
+progress bar is. Cancel sets a flag the core's ``cancel`` callback reads between tiles; the
+core then raises :class:`~napari_gbm.detect.cells.Cancelled`, which the worker reports as
+its error."""
 
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ from magicgui.widgets import (
     ProgressBar,
     PushButton,
 )
+from qtpy.QtCore import QObject, Signal
 
 from napari_gbm._napari._layers import (
     camera_of,
@@ -30,6 +37,7 @@ from napari_gbm._napari._layers import (
     put_layer,
 )
 from napari_gbm.detect.cells import Cancelled, CellParams
+from napari_gbm.widgets._debounce import Debounced
 from napari_gbm.widgets._dock import ScrollingDock
 
 if TYPE_CHECKING:
@@ -48,6 +56,13 @@ def _own_shapes(layer: Any) -> bool:
     return layer.metadata.get("napari_gbm", {}).get("kind") in OWN_SHAPES
 
 
+class _Progress(QObject):
+    """Progress from the worker's thread to the widget: a Qt signal emitted in one thread
+    runs its slots in the thread of the receiver (here the main thread)."""
+
+    tile = Signal(object)  # (tiles done, tiles in all, cells so far)
+
+
 def _notify_error(message: str) -> None:
     from napari.utils.notifications import show_error
 
@@ -60,6 +75,8 @@ class CellsWidget(ScrollingDock):
         self._viewer = napari_viewer
         self._worker: Any = None
         self._cancel = False
+        self._tile_progress = _Progress()
+        self._tile_progress.tile.connect(self._on_progress)
         self._layer = ComboBox(label="slide layer", choices=self._slide_choices)
         self._scope = ComboBox(
             label="analyse",
@@ -204,11 +221,10 @@ class CellsWidget(ScrollingDock):
             return None
         self._cancel = False
         worker = create_worker(
-            _generate,
-            job,
-            lambda: self._cancel,
+            *job,
+            progress=lambda *p: self._tile_progress.tile.emit(p),
+            cancel=lambda: self._cancel,
             _connect={
-                "yielded": self._on_progress,
                 "returned": lambda result: self._add_layers(layer, mpp, result),
                 "errored": self._on_error,
                 "finished": self._done,
@@ -316,7 +332,7 @@ class CellsWidget(ScrollingDock):
             if data[2] == "points" and big:
                 from napari_gbm._napari._cell_view import CellsInView
 
-                CellsInView(self._viewer, new, result["cells"])
+                CellsInView(self._viewer, new, result["cells"], debounce=Debounced)
             if data[2] == "labels":
                 new.contour = 1
 
@@ -347,33 +363,6 @@ class CellsWidget(ScrollingDock):
 
         self._adding = True  # the run ends when the last layer is in (see _done)
         in_steps([partial(put, d) for d in tuples], finish)
-
-
-def _generate(job: tuple[Any, ...], cancelled: Any) -> Any:
-    """Run ``job`` yielding progress tuples; returns the result dict."""
-    import queue
-    import threading
-
-    fn, *args = job
-    q: queue.Queue[Any] = queue.Queue()
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["result"] = fn(*args, progress=lambda *p: q.put(p), cancel=cancelled)
-        except BaseException as exc:  # handed to the worker's thread below
-            box["error"] = exc
-        finally:
-            q.put(None)
-
-    t = threading.Thread(target=target, daemon=True)
-    t.start()
-    while (item := q.get()) is not None:
-        yield item
-    t.join()
-    if "error" in box:
-        raise box["error"]
-    return box["result"]
 
 
 #: the slide calibrations measured so far (a view or a drawn region uses its slide's one,

@@ -5,17 +5,15 @@ thread worker; see the Kaplan-Meier curves, the C-index, the log-rank p and the 
 ratios in the dock, and the risk group of the patient of the slide open in the viewer.
 
 Everything shown is read back from what ``run_stratify`` wrote (``metrics.json``,
-``risk.csv``, ``cox_summary.csv``), so the dock and the files always agree. The functions
-above the widget class (:func:`read_results`, :func:`slide_ids_of_layer`, ...) do not touch
-Qt.
+``risk.csv``, ``cox_summary.csv``), so the dock and the files always agree: the reading,
+the texts shown (:mod:`napari_gbm.survival.results`) and the checks of the inputs
+(:mod:`napari_gbm.survival.inputs`) have no Qt; this module holds the controls and the
+layer side (:func:`slide_ids_of_layer`).
 """
 
 from __future__ import annotations
 
-import json
-import re
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,145 +34,28 @@ from magicgui.widgets import (
     SpinBox,
 )
 
-from napari_gbm.survival.plots import format_p
-from napari_gbm.survival.stratify import (
-    CUTOFFS,
-    DEFAULT_COVARIATES,
-    MAX_LEVELS,
-    event_indicator,
-    load_table,
+from napari_gbm.survival.inputs import column_choices, read_table, stratify_kwargs, unused_folder
+from napari_gbm.survival.results import (
+    CohortResults,
+    hazard_ratio_rows,
+    km_labels,
+    patient_of_slide,
+    read_results,
+    risk_text,
+    slide_patients,
+    summary_text,
 )
+from napari_gbm.survival.stratify import CUTOFFS, DEFAULT_COVARIATES
 from napari_gbm.widgets._dock import ScrollingDock
 
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["CohortResults", "CohortWidget", "KMCurve", "read_results", "slide_ids_of_layer"]
+__all__ = ["CohortWidget", "slide_ids_of_layer"]
 
 MODEL_RISK = "model risk"
 SOURCES = ("table file", "cohort output folder")
 TABLE_FILTER = "*.csv *.tsv *.txt *.parquet"
-_TIME_UNITS = ("months", "days", "weeks", "years")
-
-
-# -- results (no Qt) ----------------------------------------------------------------------
-@dataclass(frozen=True)
-class KMCurve:
-    """One risk group's Kaplan-Meier estimate (:func:`napari_gbm.survival.kaplan_meier`)."""
-
-    name: str
-    n: int
-    n_events: int
-    table: pd.DataFrame
-
-
-@dataclass(frozen=True)
-class CohortResults:
-    """A finished stratification as shown in the dock.
-
-    ``metrics`` is ``metrics.json``; ``hazard_ratios`` is ``cox_summary.csv``; ``patients``
-    is ``risk.csv`` with the patient's follow-up ``time`` and ``event`` (0/1) added;
-    ``curves`` holds one Kaplan-Meier estimate per risk group (lowest group first).
-    """
-
-    out: Path
-    metrics: dict[str, Any]
-    hazard_ratios: pd.DataFrame
-    patients: pd.DataFrame
-    curves: tuple[KMCurve, ...]
-    id_col: str
-
-    def risk_of(self, patient_id: str) -> tuple[str, float] | None:
-        """(risk group name, risk score) of a patient, or None if not stratified."""
-        rows = self.patients[self.patients[self.id_col] == str(patient_id)]
-        if rows.empty:
-            return None
-        return str(rows["risk_group"].iloc[0]), float(rows["risk_score"].iloc[0])
-
-
-def _float(values: pd.Series) -> np.ndarray:
-    """float64 values, NaN where missing or not a number."""
-    return pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-
-
-def _survival_table(
-    table: pd.DataFrame,
-    clinical: pd.DataFrame | None,
-    id_col: str,
-    time_col: str,
-    event_col: str,
-) -> pd.DataFrame:
-    """id, ``time`` and ``event`` per patient: from the table (first row of a patient's
-    slides: survival is per patient) or else the clinical table, as run_stratify joins
-    them (the table's column wins)."""
-    if id_col not in table.columns:
-        raise ValueError(f"the table has no patient id column {id_col!r}")
-    base = table.drop_duplicates(id_col).copy()
-    base[id_col] = base[id_col].astype(str)
-    if clinical is not None:
-        if id_col not in clinical.columns:
-            raise ValueError(f"the clinical table has no patient id column {id_col!r}")
-        right = clinical.drop_duplicates(id_col).copy()
-        right[id_col] = right[id_col].astype(str)
-        base = base.merge(right, on=id_col, how="inner", suffixes=("", "_clinical"))
-    missing = [c for c in (time_col, event_col) if c not in base.columns]
-    if missing:
-        raise ValueError(f"neither the table nor the clinical table has the column(s) {missing}")
-    return pd.DataFrame(
-        {
-            id_col: base[id_col].to_numpy(),
-            "time": _float(base[time_col]),
-            "event": event_indicator(base[event_col], column=event_col),
-        }
-    )
-
-
-def read_results(
-    out: str | Path,
-    table: pd.DataFrame,
-    clinical: pd.DataFrame | None = None,
-    *,
-    id_col: str = "patient_id",
-) -> CohortResults:
-    """Read a finished :func:`~napari_gbm.survival.stratify.run_stratify` output folder and compute
-    the Kaplan-Meier curve of each risk group.
-
-    ``table`` (and ``clinical``) are the inputs of the run: they supply each patient's
-    follow-up time and event, which ``risk.csv`` does not hold.
-
-    Raises
-    ------
-    ValueError
-        If ``out`` holds no complete run (no ``metrics.json``), or ``risk.csv`` names
-        patients the tables do not have.
-    """
-    from napari_gbm.io import read_csv
-    from napari_gbm.survival import kaplan_meier
-
-    out = Path(out)
-    if not (out / "metrics.json").is_file():
-        raise ValueError(f"{out} holds no finished stratification (no metrics.json)")
-    metrics = json.loads((out / "metrics.json").read_text())
-    # read_csv gives back the ids as they were: "'=HYPERLINK(..)" in the file is the
-    # id "=HYPERLINK(..)" (write_csv's formula neutralisation undone)
-    risk = read_csv(out / "risk.csv", dtype={id_col: str})
-    hazard_ratios = read_csv(out / "cox_summary.csv")
-    surv = _survival_table(table, clinical, id_col, metrics["time"], metrics["event"])
-    patients = risk.merge(surv, on=id_col, how="left", validate="one_to_one", indicator=True)
-    unknown = patients.loc[patients.pop("_merge") == "left_only", id_col].tolist()
-    if unknown:
-        raise ValueError(
-            f"{len(unknown)} patients of {out / 'risk.csv'} are not in the table "
-            f"(e.g. {unknown[:5]}): load the table (and clinical CSV) the run was made from"
-        )
-    names = list(metrics["risk_groups"]["names"])
-    curves = []
-    for label, name in enumerate(names):
-        sel = patients["risk_group_label"].to_numpy() == label
-        t = patients["time"].to_numpy()[sel]
-        e = patients["event"].to_numpy()[sel]
-        curves.append(KMCurve(str(name), int(sel.sum()), int(e.sum()), kaplan_meier(t, e)))
-    return CohortResults(out, metrics, hazard_ratios, patients, tuple(curves), id_col)
 
 
 def slide_ids_of_layer(layer: Any) -> list[str]:
@@ -190,91 +71,6 @@ def slide_ids_of_layer(layer: Any) -> list[str]:
         name = Path(str(meta["slide_path"])).name
         ids += [Path(name).stem, name.split(".")[0]]
     return list(dict.fromkeys(i for i in ids if i))
-
-
-def patient_of_slide(
-    slide_ids: list[str], slide_patients: dict[str, str], patient_ids: set[str]
-) -> tuple[str, str, str] | None:
-    """(slide id, patient id, how) for the first candidate slide id found: in the slide
-    table (``slide_patients``), as a patient id itself, or starting with a patient id and
-    a separator (TCGA-style barcodes: ``TCGA-02-0001-01Z-00-DX1`` -> ``TCGA-02-0001``)."""
-    for sid in slide_ids:
-        if sid in slide_patients:
-            return sid, slide_patients[sid], "slide table"
-    for sid in slide_ids:
-        if sid in patient_ids:
-            return sid, sid, "patient id"
-    for sid in slide_ids:
-        prefixed = [p for p in patient_ids if sid.startswith(p) and sid[len(p)] in "-_. "]
-        if prefixed:
-            return sid, max(prefixed, key=len), "id prefix"
-    return None
-
-
-def _pick(columns: list[str], exact: str, pattern: str, exclude: str = "$^") -> str | None:
-    if exact in columns:
-        return exact
-    for c in columns:
-        low = c.lower()
-        if re.search(pattern, low) and not re.search(exclude, low):
-            return c
-    return None
-
-
-def _pretty(col: str) -> str:
-    """A column name for a reader: ``positive_percent`` -> ``positive %``."""
-    for old, new in (("_percent", " %"), ("_per_mm2", " per mm²"), ("_um2", " µm²"), ("_", " ")):
-        col = col.replace(old, new)
-    return col
-
-
-def _time_label(col: str) -> str:
-    words = col.replace("_", " ").strip()
-    for unit in _TIME_UNITS:
-        if words.endswith(" " + unit):
-            return f"{words[: -len(unit) - 1]} ({unit})"
-    return words
-
-
-def _fmt(v: Any, spec: str) -> str:
-    return "n/a" if v is None else format(v, spec)
-
-
-def summary_text(metrics: dict[str, Any]) -> str:
-    """The dock's text summary of ``metrics.json``."""
-    rg = metrics["risk_groups"]
-    cuts = ", ".join(f"{c:.4g}" for c in rg["cuts"])
-    groups = ", ".join(f"{n} n={c}" for n, c in zip(rg["names"], rg["counts"], strict=True))
-    lines = [
-        f"patients: {metrics['n']}, events: {metrics['n_events']}",
-        f"C-index (in-sample, Harrell): {_fmt(metrics['c_index'], '.3f')}",
-    ]
-    if metrics.get("cv_c_index_mean") is not None:
-        lines.append(
-            f"C-index (CV, {metrics.get('cv_folds')} folds): "
-            f"{metrics['cv_c_index_mean']:.3f} ± {metrics['cv_c_index_std']:.3f}"
-        )
-    else:
-        lines.append("C-index (CV): not run")
-    lr = metrics.get("logrank_statistic")
-    lines.append(
-        f"log-rank p = {format_p(metrics.get('logrank_p'))}"
-        + ("" if lr is None else f" (chi² {lr:.3g}, df {metrics['logrank_df']})")
-    )
-    lines.append(f"groups by {rg['by']} ({rg['method']}, cut {cuts}): {groups}")
-    opt = rg.get("optimal")
-    if opt:
-        lines.append(
-            f"optimal cut: raw p {format_p(opt['p_raw'])} is biased; corrected p "
-            f"{format_p(opt['p_lausen_schumacher'])} (Lausen-Schumacher), "
-            f"{format_p(opt['p_altman'])} (Altman)"
-        )
-    lines.append(
-        f"model: {metrics['model']} ({metrics['ties']} ties, L2 {metrics['l2']}) on "
-        + ", ".join(metrics["covariates"])
-    )
-    lines += [f"note: {n}" for n in metrics.get("notes", [])]
-    return "\n".join(lines)
 
 
 def _compute(
@@ -302,6 +98,7 @@ class CohortWidget(ScrollingDock):
         self._slide_source: pd.DataFrame | None = None
         self._slide_patients: dict[str, str] = {}
         self._results: CohortResults | None = None
+        self._columns: list[str] = []  # of the loaded tables
 
         self._source = RadioButtons(label="input", choices=list(SOURCES), orientation="horizontal")
         self._source.value = SOURCES[0]
@@ -474,10 +271,10 @@ class CohortWidget(ScrollingDock):
         if not folder and not path.is_file():
             return self._error(f"'{path}' is not a file; choose a CSV, TSV or Parquet table")
         try:
-            table = _read(path, "cohort table")
+            table = read_table(path, "cohort table")
             clinical = None
             if self._clinical_path.value is not None and str(self._clinical_path.value).strip():
-                clinical = _read(Path(str(self._clinical_path.value)), "clinical table")
+                clinical = read_table(Path(str(self._clinical_path.value)), "clinical table")
         except ValueError as exc:
             return self._error(str(exc))
         slide_source = table
@@ -491,7 +288,7 @@ class CohortWidget(ScrollingDock):
         self._fill_columns()
         id_col = str(self._id_col.value)
         self._build_slide_map()
-        self._out.value = _unused_folder((path if folder else path.parent) / "stratify")
+        self._out.value = unused_folder((path if folder else path.parent) / "stratify")
         n_pat = table[id_col].nunique() if id_col in table.columns else len(table)
         kind = "slide table" if self._slide_patients and len(table) > n_pat else "patient table"
         self._status.value = (
@@ -506,11 +303,7 @@ class CohortWidget(ScrollingDock):
 
     def _build_slide_map(self, *_: Any) -> None:
         """slide id -> patient id, from the slide table (or a cohort's slides.parquet)."""
-        src, id_col = self._slide_source, str(self._id_col.value)
-        self._slide_patients = {}
-        if src is not None and {"slide_id", id_col} <= set(src.columns):
-            pairs = src[["slide_id", id_col]].dropna().astype(str)
-            self._slide_patients = dict(zip(pairs["slide_id"], pairs[id_col], strict=True))
+        self._slide_patients = slide_patients(self._slide_source, str(self._id_col.value))
         self._update_slide_risk()
 
     def _clear_results(self) -> None:
@@ -519,65 +312,21 @@ class CohortWidget(ScrollingDock):
         self._summary.setPlainText("")
         self._hr_table.setRowCount(0)
 
-    def _columns(self) -> list[str]:
-        cols = [str(c) for c in self._table.columns] if self._table is not None else []
-        if self._clinical is not None:
-            cols += [str(c) for c in self._clinical.columns if str(c) not in cols]
-        return cols
-
-    def _numeric_columns(self) -> list[str]:
-        out: list[str] = []
-        for df in (self._table, self._clinical):
-            if df is None:
-                continue
-            for c in df.columns:
-                dtype = df[c].dtype
-                if (pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)) and (
-                    str(c) not in out
-                ):
-                    out.append(str(c))
-        return out
-
-    def _categorical_columns(self) -> list[str]:
-        """Text columns with 2 to MAX_LEVELS values (IDH Mutant / WT, sex M / F): Cox
-        covariates that run_stratify encodes as one 0/1 column per level."""
-        out: list[str] = []
-        for df in (self._table, self._clinical):
-            if df is None:
-                continue
-            for c in df.columns:
-                s = df[c]
-                if pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype):
-                    continue
-                try:
-                    text = s.dropna().astype(str).str.strip()
-                    n = text[text != ""].nunique()
-                except TypeError:  # unhashable cells
-                    continue
-                if 2 <= n <= MAX_LEVELS and str(c) not in out:
-                    out.append(str(c))
-        return out
-
     def _fill_columns(self) -> None:
-        cols = self._columns()
-        numeric = self._numeric_columns()
-        self._id_col.choices = cols
-        self._id_col.value = _pick(cols, "patient_id", r"patient|case|subject") or cols[0]
-        self._time_col.choices = cols
-        self._time_col.value = _pick(
-            cols, "time_months", r"(^|_)(time|months?|days|os|survival|follow)", r"censor"
-        )
-        self._event_col.choices = cols
-        self._event_col.value = _pick(
-            cols, "event", r"event|status|death|dead|vital", r"censor|time|month|day"
-        )
-        skip = {self._id_col.value, self._time_col.value, self._event_col.value, "slide_id"}
-        candidates = [c for c in numeric if c not in skip]
-        self._group_by.choices = [MODEL_RISK, *candidates]
+        assert self._table is not None
+        choices = column_choices(self._table, self._clinical)
+        self._columns = choices.columns
+        for widget, value in (
+            (self._id_col, choices.id_col),
+            (self._time_col, choices.time_col),
+            (self._event_col, choices.event_col),
+        ):
+            widget.choices = choices.columns
+            widget.value = value
+        self._group_by.choices = [MODEL_RISK, *choices.group_by]
         self._group_by.value = MODEL_RISK
-        categories = [c for c in self._categorical_columns() if c not in skip]
-        self._covariates.choices = [*candidates, *[c for c in categories if c not in candidates]]
-        self._covariates.value = [c for c in DEFAULT_COVARIATES if c in candidates]
+        self._covariates.choices = choices.covariates
+        self._covariates.value = choices.default_covariates
 
     def _show_saved(self, out: Path) -> None:
         """Show a finished run (a cohort folder's ``stratify/``) and set the controls to
@@ -607,42 +356,21 @@ class CohortWidget(ScrollingDock):
         """The keyword arguments of run_stratify from the controls (ValueError if unusable)."""
         if self._table is None:
             raise ValueError("load a cohort table first")
-        cols = set(self._columns())
-        time_col, event_col = self._time_col.value, self._event_col.value
-        if time_col is None or event_col is None:
-            raise ValueError(
-                "choose the time and event columns; the table has no survival columns "
-                "recognised by name: load the clinical table with the follow-up time and "
-                "event (1 = death) per patient"
-            )
-        for what, col in (("time", time_col), ("event", event_col)):
-            if col not in cols:
-                raise ValueError(f"the {what} column {col!r} is not in the loaded tables")
-        if time_col == event_col:
-            raise ValueError(f"the time and event columns are the same ({time_col!r})")
-        covariates = [str(c) for c in self._covariates.value]
-        clash = [c for c in covariates if c in (time_col, event_col, self._id_col.value)]
-        if clash:
-            raise ValueError(f"{clash} cannot be a covariate: it is the id, time or event")
-        group_by = None if self._group_by.value == MODEL_RISK else str(self._group_by.value)
-        cutoff = str(self._cutoff.value)
-        cuts = None
-        if cutoff == "manual":
-            cuts = _parse_cuts(str(self._cuts.value))
-        return {
-            "time_col": str(time_col),
-            "event_col": str(event_col),
-            "covariates": covariates or None,
-            "model": str(self._model.value),
-            "ties": str(self._ties.value),
-            "id_col": str(self._id_col.value),
-            "cutoff": cutoff,
-            "cuts": cuts,
-            "group_by": group_by,
-            "l2": float(self._l2.value),
-            "cv_folds": int(self._cv_folds.value),
-            "dropna": bool(self._dropna.value),
-        }
+        return stratify_kwargs(
+            self._columns,
+            id_col=str(self._id_col.value),
+            time_col=self._time_col.value,
+            event_col=self._event_col.value,
+            covariates=self._covariates.value,
+            group_by=None if self._group_by.value == MODEL_RISK else str(self._group_by.value),
+            cutoff=str(self._cutoff.value),
+            cuts=str(self._cuts.value),
+            model=str(self._model.value),
+            ties=str(self._ties.value),
+            l2=float(self._l2.value),
+            cv_folds=int(self._cv_folds.value),
+            dropna=bool(self._dropna.value),
+        )
 
     def run(self, *_: Any) -> Any:
         """Start the stratification in a worker; returns the worker (None on bad input)."""
@@ -703,32 +431,24 @@ class CohortWidget(ScrollingDock):
 
         fig = self._figure
         fig.clear()
-        rg = res.metrics["risk_groups"]
+        title, time_label = km_labels(res.metrics)
         draw_km(
             fig,
             res.patients["time"].to_numpy(dtype=np.float64),
             res.patients["event"].to_numpy(dtype=np.int64),
             res.patients["risk_group_label"].to_numpy(dtype=np.intp),
             [curve.name for curve in res.curves],
-            title=f"Kaplan-Meier by {_pretty(rg['by'])} ({rg['method']})",
-            time_label=_time_label(str(res.metrics["time"])),
+            title=title,
+            time_label=time_label,
         )
         self._canvas.draw_idle()
 
     def _fill_hr_table(self, summary: pd.DataFrame) -> None:
         from qtpy.QtWidgets import QTableWidgetItem
 
-        from napari_gbm.survival.stratify import reported_hazard_ratios
-
-        self._hr_table.setRowCount(len(summary))
-        for i, r in enumerate(reported_hazard_ratios(summary).itertuples(index=False)):
-            cells = [
-                str(r.covariate),
-                f"{r.hazard_ratio:.3g}",
-                f"{r.ci_lower:.3g}-{r.ci_upper:.3g}",
-                str(r.per),
-                format_p(float(r.p)),
-            ]
+        rows = hazard_ratio_rows(summary)
+        self._hr_table.setRowCount(len(rows))
+        for i, cells in enumerate(rows):
             for j, text in enumerate(cells):
                 self._hr_table.setItem(i, j, QTableWidgetItem(text))
         self._hr_table.resizeColumnsToContents()
@@ -760,21 +480,7 @@ class CohortWidget(ScrollingDock):
         sid, pid, _how = found
         if self._results is None:
             return f"slide {sid} -> patient {pid} (run the stratification to see its risk group)"
-        risk = self._results.risk_of(pid)
-        if risk is None:
-            return f"slide {sid} -> patient {pid}: not stratified (no survival data or left out)"
-        group, score = risk
-        rg = self._results.metrics["risk_groups"]
-        names = list(rg["names"])
-        k = len(names)
-        rank = names.index(group) if group in names else -1
-        where = {0: f"lowest of {k}", k - 1: f"highest of {k}"}.get(
-            rank, f"{rank + 1} of {k} from the lowest"
-        )
-        return (
-            f"slide {sid} -> patient {pid}: risk group {group} ({where} by "
-            f"{_pretty(rg['by'])}); {self._results.metrics['model']} risk score {score:.3g}"
-        )
+        return risk_text(self._results, sid, pid)
 
     # -- messages ----------------------------------------------------------------------------
     def _error(self, message: str) -> bool:
@@ -788,44 +494,3 @@ class CohortWidget(ScrollingDock):
         from napari.utils.notifications import show_warning
 
         show_warning(message)
-
-
-def _read(path: Path, what: str) -> pd.DataFrame:
-    """A table via load_table, with every reading failure as a ValueError naming the file."""
-    try:
-        df = load_table(path)
-    except ValueError as exc:  # load_table's messages name the file
-        raise ValueError(f"could not read the {what}: {exc}") from None
-    except Exception as exc:  # parser, encoding and Arrow errors of a damaged file
-        raise ValueError(
-            f"could not read the {what} {path.name} ({type(exc).__name__}: {exc}); "
-            "give a CSV, TSV or Parquet table with a header row"
-        ) from None
-    if len(df) == 0 or len(df.columns) < 2:
-        raise ValueError(
-            f"the {what} {path.name} has {len(df)} rows and {len(df.columns)} column(s) "
-            f"{[str(c) for c in df.columns][:5]}: is it a table with a header row and one "
-            "row per patient or slide?"
-        )
-    return df
-
-
-def _parse_cuts(text: str) -> list[float]:
-    parts = [p for p in re.split(r"[,;\s]+", text.strip()) if p]
-    try:
-        cuts = [float(p) for p in parts]
-    except ValueError:
-        raise ValueError(f"manual cuts must be numbers separated by commas, got {text!r}") from None
-    if not cuts:
-        raise ValueError("the manual cut-off needs one or more cut values, e.g. '15' or '10, 25'")
-    return cuts
-
-
-def _unused_folder(base: Path) -> Path:
-    """``base``, or ``base-2``, ``base-3``, ... : the first that holds no stratification
-    yet, so a run from the dock never overwrites one (such as the demo's)."""
-    path, k = base, 1
-    while (path / "metrics.json").exists() or (path.exists() and any(path.iterdir())):
-        k += 1
-        path = base.with_name(f"{base.name}-{k}")
-    return path
