@@ -23,7 +23,8 @@ from napari_gbm.biomarkers import (
 from napari_gbm.biomarkers.heterogeneity import morans_i, spread
 from napari_gbm.biomarkers.pleomorphism import pleomorphism
 from napari_gbm.detect.cells import CellParams
-from napari_gbm.pipeline import AnalyzeParams, analyze_slide, is_complete
+from napari_gbm.outputs import is_complete
+from napari_gbm.pipeline import AnalyzeParams, analyze_slide
 
 # ---------------------------------------------------------------- IHC scores, by hand
 
@@ -346,3 +347,28 @@ def test_he_slide_has_no_ki67_index(synthetic_he, tmp_path):
     assert not is_complete(tmp_path / "nowhere")
     (tmp_path / "summary.json").unlink()
     assert not is_complete(tmp_path)
+
+
+def test_analyze_slide_closes_the_slide_it_opens(synthetic_ki67, tmp_path) -> None:
+    """Given a path, analyze_slide opens the slide and closes it (a cohort worker analyses
+    hundreds: no file may stay open); a pixel size comes only with a path, since an open
+    Slide carries its own."""
+    import os
+    from pathlib import Path
+
+    from napari_gbm.wsi.slide import Slide
+
+    def open_files() -> set[str]:
+        fds = Path(f"/proc/{os.getpid()}/fd")
+        return {os.readlink(fd) for fd in fds.iterdir() if fd.exists()}
+
+    before = open_files()
+    params = AnalyzeParams(cells=CellParams(stain="hdab", texture=False))
+    analyze_slide(synthetic_ki67, tmp_path / "a", params)
+    assert is_complete(tmp_path / "a", synthetic_ki67)
+    assert str(synthetic_ki67.resolve()) not in open_files() - before
+    with Slide(synthetic_ki67) as slide:
+        with pytest.raises(ValueError, match="mpp is for a slide given by path"):
+            analyze_slide(slide, tmp_path / "b", params, mpp=0.5)
+        assert slide.read_region((0, 0), 0, (4, 4)).shape == (4, 4, 3)  # left open
+    assert not (tmp_path / "b").exists()

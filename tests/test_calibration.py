@@ -277,7 +277,7 @@ def test_an_analysis_folder_finds_its_slide_from_anywhere(
     import shutil
 
     from napari_gbm._napari._reader import read_analysis_folder
-    from napari_gbm.pipeline import find_analysed_slide
+    from napari_gbm.outputs import find_analysed_slide
 
     project = tmp_path / "project"
     (project / "slides").mkdir(parents=True)

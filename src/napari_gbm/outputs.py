@@ -6,19 +6,36 @@ says so in one line before anything is read. :func:`remove_leftovers` deletes th
 temporary files and folders (``.*.tmp``, ``.cells-*``) that a killed run leaves in an
 output folder; the writers (:mod:`napari_gbm.io`) remove their own on any error they
 live through, but not on SIGKILL or a worker process torn down mid-write.
+
+A finished analysis folder is recognised by :func:`is_complete` (every file of
+:data:`OUTPUT_FILES`, ``summary.json`` last), and :func:`find_analysed_slide` finds the slide
+it was made from, wherever it has moved.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
-__all__ = ["LEFTOVER_PATTERNS", "check_output_folder", "remove_leftovers"]
+from napari_gbm.io import file_fingerprint
+
+__all__ = [
+    "LEFTOVER_PATTERNS",
+    "OUTPUT_FILES",
+    "check_output_folder",
+    "find_analysed_slide",
+    "is_complete",
+    "remove_leftovers",
+]
 
 #: hidden temporary names of the atomic writers (io.atomic_path) and the cell streamer
 LEFTOVER_PATTERNS = (".*.tmp", ".cells-*")
+#: files of a complete analysis folder; summary.json is written last and marks completion
+OUTPUT_FILES = ("cells.parquet", "tiles.parquet", "maps.npz", "overview.png", "summary.json")
 
 
 def check_output_folder(path: str | os.PathLike[str], what: str = "--out") -> Path:
@@ -96,3 +113,75 @@ def remove_leftovers(folder: str | os.PathLike[str]) -> list[Path]:
             except OSError:
                 continue  # another process's file in use, or gone already
     return removed
+
+
+def find_analysed_slide(folder: str | Path, summary: dict[str, Any]) -> Path | None:
+    """The slide an analysis folder was made from, wherever it is now.
+
+    Candidates, in order: the recorded absolute path, the path recorded relative to the
+    folder (slide and results moved together), a file of the same name beside the folder,
+    then inside it. A candidate counts only if its size is the recorded one.
+
+    Parameters
+    ----------
+    folder : str or pathlib.Path
+        The analysis folder.
+    summary : dict
+        Its ``summary.json`` content (the ``input`` record is read).
+
+    Returns
+    -------
+    pathlib.Path or None
+        The resolved slide path; None when no candidate fits.
+    """
+    folder = Path(folder)
+    rec = summary.get("input", {})
+    name = Path(rec.get("path", "")).name
+    candidates = [Path(rec["path"])] if rec.get("path") else []
+    if rec.get("path_from_output"):
+        candidates.append(folder / rec["path_from_output"])
+    if name:
+        candidates += [folder.parent / name, folder / name]
+    for cand in candidates:
+        try:
+            if cand.is_file() and ("size" not in rec or cand.stat().st_size == rec["size"]):
+                return cand.resolve()
+        except OSError:
+            continue
+    return None
+
+
+def is_complete(out: str | Path, source: str | Path | None = None) -> bool:
+    """Whether `out` holds a complete analysis.
+
+    Parameters
+    ----------
+    out : str or pathlib.Path
+        The analysis folder: complete when every file of :data:`OUTPUT_FILES` is there and
+        ``summary.json`` reads as JSON.
+    source : str or pathlib.Path, optional
+        The slide; when given, it must also have the same size and checksum as when it was
+        analysed (an unreadable slide gives False).
+
+    Returns
+    -------
+    bool
+        True for a complete analysis (of `source`, when given).
+    """
+    out = Path(out)
+    if not all((out / name).is_file() for name in OUTPUT_FILES):
+        return False
+    try:
+        summary = json.loads((out / "summary.json").read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(summary, dict):
+        return False
+    if source is None:
+        return True
+    recorded = summary.get("input", {})
+    try:
+        now = file_fingerprint(source)
+    except OSError:
+        return False
+    return bool(recorded.get("digest") == now["digest"] and recorded.get("size") == now["size"])

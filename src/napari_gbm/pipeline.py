@@ -12,27 +12,38 @@ import contextlib
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.parquet as pq
 
-from napari_gbm.biomarkers.whole_slide import BiomarkerParams
+from napari_gbm import __version__
+from napari_gbm.biomarkers.whole_slide import CELL_COLUMNS, BiomarkerParams, slide_biomarkers
 from napari_gbm.detect.calibration import SlideCalibration
-from napari_gbm.detect.cells import CellParams
+from napari_gbm.detect.cells import (
+    CellParams,
+    analyze_cells_to_parquet,
+    estimate_slide_stains,
+    slide_calibration,
+    stain_preset,
+)
 from napari_gbm.detect.segment import halo_um
+from napari_gbm.io import atomic_path, file_fingerprint, write_json, write_parquet, write_png
+from napari_gbm.outputs import check_output_folder, remove_leftovers
+from napari_gbm.qc import result_warnings
+from napari_gbm.wsi.overview import render_overview
 from napari_gbm.wsi.slide import Slide, SlideError
 from napari_gbm.wsi.tiling import TileGrid, TilingParams, make_tile_grid
 from napari_gbm.wsi.tissue import TissueMask, TissueParams, detect_tissue
 
 __all__ = [
-    "OUTPUT_FILES",
     "AnalyzeParams",
     "NoTissueError",
     "analyze_slide",
-    "is_complete",
     "needed_overlap_px",
     "tile_slide",
 ]
@@ -165,9 +176,6 @@ def tile_slide(
 
 # --- the whole per-slide analysis: what `napari-gbm analyze` and each cohort task run ---
 
-#: files of a complete analysis folder; summary.json is written last and marks completion
-OUTPUT_FILES = ("cells.parquet", "tiles.parquet", "maps.npz", "overview.png", "summary.json")
-
 
 @dataclass(frozen=True)
 class AnalyzeParams:
@@ -279,7 +287,8 @@ def analyze_slide(
     params : AnalyzeParams, optional
         None uses ``AnalyzeParams()``.
     mpp : float, optional
-        Pixel size, µm/px, overriding the file's; used only when `source` is a path.
+        Pixel size, µm/px, overriding the file's; only with a path (a :class:`Slide` carries
+        its own).
     slide_id : str, optional
         Identifier written into the tables; None uses the file name's stem.
     progress : callable, optional
@@ -301,30 +310,24 @@ def analyze_slide(
         If no cell is found (nothing is written then).
     ValueError
         If `out` cannot be a writable folder, or the tiles are too small for the overlap
-        detection needs (:meth:`AnalyzeParams.resolved_tiling`).
+        detection needs (:meth:`AnalyzeParams.resolved_tiling`), or `mpp` is given with a
+        :class:`Slide`.
     napari_gbm.detect.cells.Cancelled
         When ``cancel()`` turns true.
     """
-    import warnings
-
-    import pyarrow.parquet as pq
-
-    from napari_gbm import __version__
-    from napari_gbm.biomarkers.whole_slide import CELL_COLUMNS, slide_biomarkers
-    from napari_gbm.detect.cells import (
-        analyze_cells_to_parquet,
-        estimate_slide_stains,
-        slide_calibration,
-        stain_preset,
-    )
-    from napari_gbm.io import atomic_path, file_fingerprint, write_json, write_parquet, write_png
-    from napari_gbm.outputs import check_output_folder, remove_leftovers
-    from napari_gbm.wsi.overview import render_overview
-
     t_start = time.perf_counter()
     params = params or AnalyzeParams()
     check_output_folder(out, "the output folder")  # before minutes of work, not after
-    slide = source if isinstance(source, Slide) else Slide(source, mpp=mpp)
+    if not isinstance(source, Slide):  # opened here, so closed here (a cohort opens hundreds)
+        with Slide(source, mpp=mpp) as opened:
+            return analyze_slide(
+                opened, out, params, slide_id=slide_id, progress=progress, cancel=cancel
+            )
+    if mpp is not None:
+        raise ValueError(
+            "mpp is for a slide given by path; open the Slide with Slide(path, mpp=...)"
+        )
+    slide = source
     slide_mpp = slide.require_mpp()
     slide_id = slide_id or slide.path.stem
     tiling = params.resolved_tiling()
@@ -425,8 +428,6 @@ def analyze_slide(
     bm = slide_biomarkers(
         cells.to_pandas(), grid.tiles, mask, (w0 * slide_mpp, h0 * slide_mpp), params.biomarkers
     )
-    from napari_gbm.qc import result_warnings
-
     # plausibility: a wrong pixel size shows in nucleus sizes and density (napari_gbm.qc)
     checks = result_warnings(
         cells.column("nucleus_area_um2").to_numpy(),
@@ -451,77 +452,3 @@ def analyze_slide(
     }
     write_json(summary, out / "summary.json")  # last: its presence marks a complete run
     return summary
-
-
-def find_analysed_slide(folder: str | Path, summary: dict[str, Any]) -> Path | None:
-    """The slide an analysis folder was made from, wherever it is now.
-
-    Candidates, in order: the recorded absolute path, the path recorded relative to the
-    folder (slide and results moved together), a file of the same name beside the folder,
-    then inside it. A candidate counts only if its size is the recorded one.
-
-    Parameters
-    ----------
-    folder : str or pathlib.Path
-        The analysis folder.
-    summary : dict
-        Its ``summary.json`` content (the ``input`` record is read).
-
-    Returns
-    -------
-    pathlib.Path or None
-        The resolved slide path; None when no candidate fits.
-    """
-    folder = Path(folder)
-    rec = summary.get("input", {})
-    name = Path(rec.get("path", "")).name
-    candidates = [Path(rec["path"])] if rec.get("path") else []
-    if rec.get("path_from_output"):
-        candidates.append(folder / rec["path_from_output"])
-    if name:
-        candidates += [folder.parent / name, folder / name]
-    for cand in candidates:
-        try:
-            if cand.is_file() and ("size" not in rec or cand.stat().st_size == rec["size"]):
-                return cand.resolve()
-        except OSError:
-            continue
-    return None
-
-
-def is_complete(out: str | Path, source: str | Path | None = None) -> bool:
-    """Whether `out` holds a complete analysis.
-
-    Parameters
-    ----------
-    out : str or pathlib.Path
-        The analysis folder: complete when every file of :data:`OUTPUT_FILES` is there and
-        ``summary.json`` reads as JSON.
-    source : str or pathlib.Path, optional
-        The slide; when given, it must also have the same size and checksum as when it was
-        analysed (an unreadable slide gives False).
-
-    Returns
-    -------
-    bool
-        True for a complete analysis (of `source`, when given).
-    """
-    import json
-
-    out = Path(out)
-    if not all((out / name).is_file() for name in OUTPUT_FILES):
-        return False
-    try:
-        summary = json.loads((out / "summary.json").read_text())
-    except (OSError, ValueError):
-        return False
-    if source is None:
-        return True
-    from napari_gbm.io import file_fingerprint
-
-    recorded = summary.get("input", {})
-    try:
-        now = file_fingerprint(source)
-    except OSError:
-        return False
-    return bool(recorded.get("digest") == now["digest"] and recorded.get("size") == now["size"])

@@ -95,7 +95,7 @@ def read_analysis_folder(path: PathOrPaths) -> list[LayerData]:
     name = summary.get("slide_id") or folder.name
     meta = {"analysis_folder": str(folder), "slide_id": name}
     layers: list[LayerData] = []
-    from napari_gbm.pipeline import find_analysed_slide
+    from napari_gbm.outputs import find_analysed_slide
 
     slide_path = find_analysed_slide(folder, summary)
     if slide_path is not None:

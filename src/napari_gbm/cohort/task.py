@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from napari_gbm import __version__
 from napari_gbm.cohort.params import _jsonable, params_from_dict
-from napari_gbm.pipeline import analyze_slide, is_complete
+from napari_gbm.outputs import is_complete
+from napari_gbm.pipeline import analyze_slide
 from napari_gbm.wsi.slide import SlideError
 
 if TYPE_CHECKING:
