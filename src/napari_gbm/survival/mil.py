@@ -30,14 +30,13 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .nn import (
+from ._training import (
     DTYPE,
+    TorchCoxModel,
     as_feature_matrix,
-    check_hyperparameters,
     check_time_event,
     load_weights,
     standardise,
-    train_cox,
 )
 
 __all__ = ["AttentionMILCoxModel"]
@@ -137,7 +136,7 @@ def _pack(
     return torch.as_tensor(x, dtype=DTYPE), torch.as_tensor(bag)
 
 
-class AttentionMILCoxModel:
+class AttentionMILCoxModel(TorchCoxModel):
     """Gated-attention MIL Cox model over patients' bags of tile features.
 
     Parameters
@@ -180,17 +179,9 @@ class AttentionMILCoxModel:
             raise ValueError(f"embed_dim must be a positive integer, got {embed_dim!r}")
         if int(attention_dim) != attention_dim or attention_dim < 1:
             raise ValueError(f"attention_dim must be a positive integer, got {attention_dim!r}")
-        check_hyperparameters(lr, epochs, l2, dropout, ties, validation_fraction, patience)
+        super().__init__(dropout, l2, lr, epochs, seed, ties, validation_fraction, patience)
         self.embed_dim = int(embed_dim)
         self.attention_dim = int(attention_dim)
-        self.dropout = float(dropout)
-        self.l2 = float(l2)
-        self.lr = float(lr)
-        self.epochs = int(epochs)
-        self.seed = int(seed)
-        self.ties = ties
-        self.validation_fraction = float(validation_fraction)
-        self.patience = int(patience)
         self.net_: _GatedAttentionMIL | None = None
         self.feature_names_: list[str] = []
         self.covariate_names_: list[str] = []
@@ -198,21 +189,13 @@ class AttentionMILCoxModel:
         self.scale_ = np.zeros(0)
         self.cov_mean_ = np.zeros(0)
         self.cov_scale_ = np.zeros(0)
-        self.training_metrics_: dict[str, Any] = {}
 
     def get_params(self) -> dict[str, Any]:
         """Hyperparameters (JSON-serialisable), as passed to ``__init__``."""
         return {
             "embed_dim": self.embed_dim,
             "attention_dim": self.attention_dim,
-            "dropout": self.dropout,
-            "l2": self.l2,
-            "lr": self.lr,
-            "epochs": self.epochs,
-            "seed": self.seed,
-            "ties": self.ties,
-            "validation_fraction": self.validation_fraction,
-            "patience": self.patience,
+            **self._training_params(),
         }
 
     def _covariates(self, covariates: Any, n: int, fitted: bool) -> np.ndarray | None:
@@ -266,27 +249,16 @@ class AttentionMILCoxModel:
             c = None if cov_all is None else torch.as_tensor(cov_all[idx], dtype=DTYPE)
             return lambda m: m(x, bag, idx.size, c)[0]
 
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
-            gen = torch.Generator().manual_seed(self.seed)
-            net = _GatedAttentionMIL(
+        net, metrics = self._fit_network(
+            lambda: _GatedAttentionMIL(
                 len(names), n_cov, self.embed_dim, self.attention_dim, self.dropout
-            )
-            metrics = train_cox(
-                net,
-                make_forward,
-                torch.as_tensor(t, dtype=torch.float64),
-                torch.as_tensor(e),
-                lr=self.lr,
-                epochs=self.epochs,
-                l2=self.l2,
-                ties=self.ties,
-                validation_fraction=self.validation_fraction,
-                patience=self.patience,
-                gen=gen,
-            )
+            ),
+            make_forward,
+            t,
+            e,
+        )
         metrics["n_tiles"] = int(sum(a.shape[0] for a in arrs))
-        self.net_ = net.eval()
+        self.net_ = net
         self.feature_names_ = names
         self.covariate_names_ = cov_names
         self.mean_, self.scale_ = mean, scale
@@ -333,22 +305,17 @@ class AttentionMILCoxModel:
     # --- persistence protocol (napari_gbm.survival.persist)
     def get_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """Tensors (the network's weights) and JSON metadata for :func:`save_model`."""
-        net = self._check_fitted()
-        tensors = {k: v.detach().clone() for k, v in net.state_dict().items()}
-        meta = {
-            "model": self.model_name,
-            "hyperparameters": self.get_params(),
-            "feature_names": list(self.feature_names_),
-            "covariate_names": list(self.covariate_names_),
-            "scaling": {
+        return self._state(
+            self._check_fitted(),
+            feature_names=list(self.feature_names_),
+            covariate_names=list(self.covariate_names_),
+            scaling={
                 "mean": self.mean_.tolist(),
                 "scale": self.scale_.tolist(),
                 "covariate_mean": self.cov_mean_.tolist(),
                 "covariate_scale": self.cov_scale_.tolist(),
             },
-            "training_metrics": dict(self.training_metrics_),
-        }
-        return tensors, meta
+        )
 
     @classmethod
     def from_state(
