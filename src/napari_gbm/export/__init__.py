@@ -1,0 +1,50 @@
+"""Exports a pathologist opens elsewhere: tables with our, QuPath's or HistomicsTK's column
+names, and QuPath GeoJSON of cells and outlines.
+
+- :mod:`.naming`: our, QuPath's and HistomicsTK's column names, one reversible mapping each;
+- :mod:`.tables`: :func:`export_table` to CSV, TSV or Parquet, with the export metadata;
+- :mod:`.outlines`: exact label outlines along pixel edges (:class:`LabelOutlines`);
+- :mod:`.geojson`: QuPath GeoJSON of cells (:func:`cells_to_geojson`) and label outlines;
+- :mod:`._geometry`: the cell polygons, outlines or ellipse approximations, as GeoJSON text;
+- :mod:`._properties`: measurements and classes of a GeoJSON feature as JSON text.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from napari_gbm._lazy import attach
+
+__getattr__, __dir__, __all__ = attach(
+    __name__,
+    {
+        "QUPATH_PREFIX": "naming",
+        "HISTOMICSTK_PREFIX": "naming",
+        "column_names": "naming",
+        "to_qupath_names": "naming",
+        "from_qupath_names": "naming",
+        "to_histomicstk_names": "naming",
+        "from_histomicstk_names": "naming",
+        "export_table": "tables",
+        "LabelOutlines": "outlines",
+        "labels_to_polygons": "outlines",
+        "POSITIVE_CLASSES": "_properties",
+        "cells_to_geojson": "geojson",
+        "labels_to_geojson": "geojson",
+    },
+)
+
+if TYPE_CHECKING:
+    from napari_gbm.export._properties import POSITIVE_CLASSES
+    from napari_gbm.export.geojson import cells_to_geojson, labels_to_geojson
+    from napari_gbm.export.naming import (
+        HISTOMICSTK_PREFIX,
+        QUPATH_PREFIX,
+        column_names,
+        from_histomicstk_names,
+        from_qupath_names,
+        to_histomicstk_names,
+        to_qupath_names,
+    )
+    from napari_gbm.export.outlines import LabelOutlines, labels_to_polygons
+    from napari_gbm.export.tables import export_table
