@@ -437,8 +437,8 @@ def test_rotated_ellipse_orientation() -> None:
         {
             "centroid_x_px": t.centroid_x_px,
             "centroid_y_px": t.centroid_y_px,
-            "nucleus_major_axis_um": t.major_axis_length_um,
-            "nucleus_minor_axis_um": t.minor_axis_length_um,
+            "nucleus_major_axis_um": t.major_axis_um,
+            "nucleus_minor_axis_um": t.minor_axis_um,
             "nucleus_orientation_rad": t.orientation_rad,
         }
     )
