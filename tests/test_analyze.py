@@ -47,7 +47,7 @@ def test_analyze_outputs_follow_the_contract(he_run: Path) -> None:
     assert list(cells.columns[: len(expected)]) == expected
     assert summary["n_cells"] == len(cells) > 1000
     assert cells.cell_id.tolist() == list(range(1, len(cells) + 1))
-    from napari_gbm.detect.segment import NucleusParams
+    from napari_gbm.detect.nucleus_params import NucleusParams
 
     assert summary["parameters"]["cells"]["nucleus"]["sigma_um"] == NucleusParams().sigma_um
     assert summary["parameters"]["stain_vectors"]["names"][0] == "hematoxylin"

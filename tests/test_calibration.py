@@ -23,7 +23,8 @@ from napari_gbm.detect.calibration import (
     load_calibration,
 )
 from napari_gbm.detect.cells import CellParams, slide_calibration
-from napari_gbm.detect.segment import NucleusParams, segment_nuclei
+from napari_gbm.detect.nucleus_params import NucleusParams
+from napari_gbm.detect.segment import segment_nuclei
 from napari_gbm.detect.stain import HDAB, HE, reconvolve
 
 MPP = 0.5

@@ -26,14 +26,8 @@ from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 
 from napari_gbm.detect import _kernels as K
-from napari_gbm.detect.segment import (
-    NucleusParams,
-    Segmentation,
-    expand_cells,
-    halo_um,
-    prepare_rgb,
-    segment_nuclei,
-)
+from napari_gbm.detect.nucleus_params import NucleusParams, halo_um
+from napari_gbm.detect.segment import Segmentation, expand_cells, prepare_rgb, segment_nuclei
 from napari_gbm.detect.stain import HDAB, HE
 
 MPP = 0.5

@@ -31,7 +31,7 @@ from napari_gbm.detect.cells import (
     slide_calibration,
     stain_preset,
 )
-from napari_gbm.detect.segment import halo_um
+from napari_gbm.detect.nucleus_params import halo_um
 from napari_gbm.io import atomic_path, file_fingerprint, write_json, write_parquet, write_png
 from napari_gbm.outputs import check_output_folder, remove_leftovers
 from napari_gbm.qc import result_warnings

@@ -62,7 +62,7 @@ def result_warnings(
         The slide's pixel size, µm/px, quoted in the messages; None if unknown.
     min_area_um2 : float, optional
         Smallest nucleus area detection keeps, µm²; None uses
-        :class:`~napari_gbm.detect.segment.NucleusParams`' default.
+        :class:`~napari_gbm.detect.nucleus_params.NucleusParams`' default.
 
     Returns
     -------
@@ -71,7 +71,7 @@ def result_warnings(
         nuclei.
     """
     if min_area_um2 is None:
-        from napari_gbm.detect.segment import NucleusParams
+        from napari_gbm.detect.nucleus_params import NucleusParams
 
         min_area_um2 = NucleusParams().min_area_um2
     areas = np.asarray(nucleus_area_um2, dtype=np.float64)

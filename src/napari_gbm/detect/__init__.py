@@ -3,7 +3,8 @@ kernels, the whole-slide cell run and the cells of one region.
 
 - :mod:`.stain`: optical density, stain vectors, colour deconvolution (QuPath conventions);
 - :mod:`.calibration`: what detection needs to know about one slide's staining;
-- :mod:`.segment`: nuclei and cells on one RGB tile (:class:`NucleusParams`);
+- :mod:`.nucleus_params`: :class:`NucleusParams`, the detection parameters, and the halo they need;
+- :mod:`.segment`: nuclei and cells on one RGB tile;
 - :mod:`._kernels`: the Numba kernels behind stain and segment;
 - :mod:`.cells`: tiles -> nuclei and cells -> features -> one cell table (:class:`CellParams`);
 - :mod:`.region`: the cells of one region, with outlines (what the Cells dock runs).
@@ -23,7 +24,7 @@ __getattr__, __dir__, __all__ = attach(
         "optical_density": "stain",
         "SlideCalibration": "calibration",
         "calibrate_slide": "calibration",
-        "NucleusParams": "segment",
+        "NucleusParams": "nucleus_params",
         "Segmentation": "segment",
         "segment_nuclei": "segment",
         "CellParams": "cells",
@@ -35,6 +36,7 @@ __getattr__, __dir__, __all__ = attach(
 if TYPE_CHECKING:
     from napari_gbm.detect.calibration import SlideCalibration, calibrate_slide
     from napari_gbm.detect.cells import CellParams, analyze_cells
+    from napari_gbm.detect.nucleus_params import NucleusParams
     from napari_gbm.detect.region import analyze_region
-    from napari_gbm.detect.segment import NucleusParams, Segmentation, segment_nuclei
+    from napari_gbm.detect.segment import Segmentation, segment_nuclei
     from napari_gbm.detect.stain import StainVectors, deconvolve, optical_density

@@ -21,7 +21,7 @@ once per slide, from a deterministic sample of its tissue, :func:`calibrate_slid
    40-60 points too high there).
 
 Detection then thresholds every tile at multiples of ``level_od`` (``threshold_rel``,
-``peak_rel`` in :class:`~napari_gbm.detect.segment.NucleusParams`), so its operating point
+``peak_rel`` in :class:`~napari_gbm.detect.nucleus_params.NucleusParams`), so its operating point
 follows the slide's stain. A plain image (PNG, JPEG, a camera field) is its own slide.
 The calibration is stored in ``summary.json`` and the Parquet metadata, and can be passed
 back in (``analyze --calibration summary.json``) to analyse a cohort with one calibration.
@@ -48,7 +48,7 @@ import numpy.typing as npt
 from napari_gbm.detect.stain import StainVectors
 
 if TYPE_CHECKING:
-    from napari_gbm.detect.segment import NucleusParams
+    from napari_gbm.detect.nucleus_params import NucleusParams
     from napari_gbm.wsi.slide import Slide
     from napari_gbm.wsi.tissue import TissueMask
 
@@ -72,7 +72,7 @@ class CalibrationParams:
     ----------
     enabled : bool
         False: preset stain vectors on 255 white and the fixed thresholds of
-        :class:`~napari_gbm.detect.segment.NucleusParams` (the behaviour before calibration).
+        :class:`~napari_gbm.detect.nucleus_params.NucleusParams` (the behaviour before calibration).
     sample_tiles : int
         Tissue tiles sampled (evenly over the slide's tissue tiles, in grid order).
     sample_tile_px : int

@@ -34,7 +34,8 @@ import pandas as pd
 
 from napari_gbm.biomarkers.ihc import NOT_APPLICABLE, PositivityParams, positive_class
 from napari_gbm.detect.calibration import CalibrationParams, SlideCalibration, calibrate_slide
-from napari_gbm.detect.segment import NucleusParams, segment_nuclei
+from napari_gbm.detect.nucleus_params import NucleusParams
+from napari_gbm.detect.segment import segment_nuclei
 from napari_gbm.detect.stain import HDAB, HE, StainVectors
 from napari_gbm.features.neighbourhood import NEIGHBOURHOOD_COLUMNS, neighbourhood_features
 from napari_gbm.schema import HARALICK, conform_cell_table, empty_cell_table
