@@ -95,8 +95,7 @@ def cmd_threads(args: argparse.Namespace) -> None:
     from dataclasses import replace
 
     from napari_gbm import Slide
-    from napari_gbm.detect.cells import CellParams, analyze_cells
-    from napari_gbm.pipeline import needed_overlap_px
+    from napari_gbm.detect.cells import CellParams, analyze_cells, needed_overlap_px
     from napari_gbm.wsi.tiling import TilingParams, make_tile_grid
     from napari_gbm.wsi.tissue import detect_tissue
 

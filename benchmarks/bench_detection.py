@@ -282,9 +282,9 @@ def mpp_sensitivity(
 
 def speed(data: Path, sets: list[str], n_images: int, rounds: int) -> dict[str, Any]:
     from napari_gbm.detect.calibration import calibrate_pixels
-    from napari_gbm.detect.cells import stain_preset
     from napari_gbm.detect.nucleus_params import NucleusParams
     from napari_gbm.detect.segment import segment_nuclei
+    from napari_gbm.detect.stain import stain_preset
     from napari_gbm.evaluation import load_dataset
     from napari_gbm.evaluation.baseline import segment_baseline
     from napari_gbm.wsi.slide import Slide

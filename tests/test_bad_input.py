@@ -227,8 +227,7 @@ def test_too_small_an_overlap_is_raised_with_a_note(tmp_path: Path, cmu_path: Pa
     is raised to the halo, said in one line, and recorded."""
     import json
 
-    from napari_gbm.detect.cells import CellParams
-    from napari_gbm.pipeline import needed_overlap_px
+    from napari_gbm.detect.cells import CellParams, needed_overlap_px
 
     out = tmp_path / "o"
     assert main(["analyze", str(cmu_path), "--out", str(out), "--overlap", "8"]) == 0

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import time
 import warnings
@@ -23,15 +22,14 @@ import pyarrow.parquet as pq
 
 from napari_gbm import __version__
 from napari_gbm.biomarkers.whole_slide import CELL_COLUMNS, BiomarkerParams, slide_biomarkers
-from napari_gbm.detect.calibration import SlideCalibration
+from napari_gbm.detect.calibration import SlideCalibration, estimate_slide_stains
 from napari_gbm.detect.cells import (
     CellParams,
     analyze_cells_to_parquet,
-    estimate_slide_stains,
+    needed_overlap_px,
     slide_calibration,
-    stain_preset,
 )
-from napari_gbm.detect.nucleus_params import halo_um
+from napari_gbm.detect.stain import stain_preset
 from napari_gbm.io import atomic_path, file_fingerprint, write_json, write_parquet, write_png
 from napari_gbm.outputs import check_output_folder, remove_leftovers
 from napari_gbm.qc import result_warnings
@@ -44,7 +42,6 @@ __all__ = [
     "AnalyzeParams",
     "NoTissueError",
     "analyze_slide",
-    "needed_overlap_px",
     "tile_slide",
 ]
 
@@ -209,9 +206,9 @@ class AnalyzeParams:
     fixed_calibration: dict[str, Any] | None = None
 
     def resolved_tiling(self) -> TilingParams:
-        """The tile grid used: ``tiling`` with its overlap raised to the halo detection
-        needs (:func:`needed_overlap_px`) if it was less: with less, cells near tile edges
-        would depend on the grid (``analyze_slide`` warns when it raises it)."""
+        """The tile grid used: ``tiling`` with its overlap raised to the halo detection needs
+        (:func:`~napari_gbm.detect.cells.needed_overlap_px`) if it was less: with less, cells
+        near tile edges would depend on the grid (``analyze_slide`` warns when it raises it)."""
         if self.tiling is None:
             return TilingParams(overlap_px=needed_overlap_px(self.cells, TilingParams().target_mpp))
         need = needed_overlap_px(self.cells, self.tiling.target_mpp)
@@ -229,24 +226,6 @@ class AnalyzeParams:
         d = asdict(self)
         d["tiling"] = asdict(self.resolved_tiling())
         return d
-
-
-def needed_overlap_px(cells: CellParams, target_mpp: float) -> int:
-    """The tile overlap that makes cells independent of the tile grid.
-
-    Parameters
-    ----------
-    cells : CellParams
-        Its nucleus parameters decide the halo (:func:`halo_um`, µm).
-    target_mpp : float
-        Pixel size of the tile grid, µm/px.
-
-    Returns
-    -------
-    int
-        The halo in pixels at `target_mpp`, rounded up.
-    """
-    return math.ceil(halo_um(cells.nucleus) / target_mpp)
 
 
 def analyze_slide(

@@ -44,19 +44,24 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+from scipy import ndimage as ndi
+from skimage.filters import threshold_otsu
 
-from napari_gbm.detect.stain import StainVectors
+from napari_gbm.detect.segment import contrast_image, deconvolve_tile
+from napari_gbm.detect.stain import StainVectors, estimate_macenko, stain_preset
+from napari_gbm.wsi.slide import Slide
+from napari_gbm.wsi.tiling import TilingParams, make_tile_grid
+from napari_gbm.wsi.tissue import TissueMask, detect_tissue
 
 if TYPE_CHECKING:
     from napari_gbm.detect.nucleus_params import NucleusParams
-    from napari_gbm.wsi.slide import Slide
-    from napari_gbm.wsi.tissue import TissueMask
 
 __all__ = [
     "CalibrationParams",
     "SlideCalibration",
     "calibrate_pixels",
     "calibrate_slide",
+    "estimate_slide_stains",
     "estimate_white_point",
     "load_calibration",
 ]
@@ -277,11 +282,6 @@ def calibrate_pixels(
         ``source="sample"``; ``level_od`` 0 when fewer than 100 contrast values remain or
         they are flat.
     """
-    from scipy import ndimage as ndi
-    from skimage.filters import threshold_otsu
-
-    from napari_gbm.detect.segment import contrast_image, deconvolve_tile
-
     tiles = [np.ascontiguousarray(t[..., :3]) for t in tiles if t.size]
     pixels = (
         np.concatenate([t.reshape(-1, 3) for t in tiles]) if tiles else np.zeros((0, 3), np.uint8)
@@ -357,10 +357,6 @@ def calibrate_slide(
     SlideError
         If the slide has no pixel size.
     """
-    from napari_gbm.detect.cells import stain_preset
-    from napari_gbm.wsi.tiling import TilingParams, make_tile_grid
-    from napari_gbm.wsi.tissue import detect_tissue
-
     slide.require_mpp()
     if tissue is None:
         tissue = detect_tissue(slide)
@@ -391,3 +387,34 @@ def calibrate_slide(
     details = dict(cal.details or {})
     details.update({"stain": stain, "mpp": grid.effective_mpp, "params": asdict(params)})
     return SlideCalibration(cal.stains, cal.level_od, "sample", details)
+
+
+def estimate_slide_stains(
+    slide: Slide, tissue: TissueMask, stain: str, *, pixel_um: float = 2.0
+) -> StainVectors:
+    """Per-slide stain vectors (Macenko) from the tissue pixels of a low-resolution read.
+
+    Parameters
+    ----------
+    slide : Slide
+        The slide (its pixel size is required).
+    tissue : TissueMask
+        Where the tissue is; only its pixels are used.
+    stain : {"he", "hdab"}
+        Which stains to estimate (the preset's names).
+    pixel_um : float, default 2.0
+        Pixel size of the read, µm/px (at most 2048 px on the long side).
+
+    Returns
+    -------
+    StainVectors
+        The slide's stain vectors.
+    """
+    w, h = slide.dimensions
+    mpp = slide.require_mpp()
+    f = min(mpp / pixel_um, 2048 / max(w, h), 1.0)
+    ow, oh = max(1, round(w * f)), max(1, round(h * f))
+    rgb = slide.read_downsampled((0, 0, w, h), (ow, oh))
+    inside = tissue.sampled(oh, ow)
+    names = stain_preset(stain).names
+    return estimate_macenko(rgb[inside], names=names)

@@ -21,6 +21,7 @@ with :class:`Cancelled` (nothing is written by this module).
 
 from __future__ import annotations
 
+import math
 import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -34,16 +35,16 @@ import pandas as pd
 
 from napari_gbm.biomarkers.ihc import NOT_APPLICABLE, PositivityParams, positive_class
 from napari_gbm.detect.calibration import CalibrationParams, SlideCalibration, calibrate_slide
-from napari_gbm.detect.nucleus_params import NucleusParams
+from napari_gbm.detect.nucleus_params import NucleusParams, halo_um
 from napari_gbm.detect.segment import segment_nuclei
-from napari_gbm.detect.stain import HDAB, HE, StainVectors
+from napari_gbm.detect.stain import StainVectors, stain_preset
 from napari_gbm.features.neighbourhood import NEIGHBOURHOOD_COLUMNS, neighbourhood_features
 from napari_gbm.schema import HARALICK, conform_cell_table, empty_cell_table
 from napari_gbm.wsi.slide import Slide
 from napari_gbm.wsi.tiling import TileGrid, read_tile
 from napari_gbm.wsi.tissue import TissueMask
 
-__all__ = ["Cancelled", "CellParams", "analyze_cells", "stain_preset"]
+__all__ = ["Cancelled", "CellParams", "analyze_cells", "needed_overlap_px", "slide_calibration"]
 
 #: Haralick texture on nucleus hematoxylin OD quantised over this range (OD units).
 HARALICK_OD_LIMITS = (0.0, 2.0)
@@ -98,8 +99,22 @@ class CellParams:
         return asdict(self)
 
 
-def stain_preset(stain: str) -> StainVectors:
-    return {"he": HE, "hdab": HDAB}[stain]
+def needed_overlap_px(cells: CellParams, target_mpp: float) -> int:
+    """The tile overlap that makes cells independent of the tile grid.
+
+    Parameters
+    ----------
+    cells : CellParams
+        Its nucleus parameters decide the halo (:func:`halo_um`, µm).
+    target_mpp : float
+        Pixel size of the tile grid, µm/px.
+
+    Returns
+    -------
+    int
+        The halo in pixels at `target_mpp`, rounded up.
+    """
+    return math.ceil(halo_um(cells.nucleus) / target_mpp)
 
 
 def slide_calibration(
@@ -145,23 +160,6 @@ def _stains_and_calibration(
         given=calibration,
     )
     return (cal.stains if cal else stain_vectors or stain_preset(params.stain)), cal
-
-
-def estimate_slide_stains(
-    slide: Slide, tissue: TissueMask, stain: str, *, pixel_um: float = 2.0
-) -> StainVectors:
-    """Per-slide stain vectors (Macenko) from the tissue pixels of a low-resolution read
-    (about ``pixel_um`` µm/px, at most 2048 px on the long side)."""
-    from napari_gbm.detect.stain import estimate_macenko
-
-    w, h = slide.dimensions
-    mpp = slide.require_mpp()
-    f = min(mpp / pixel_um, 2048 / max(w, h), 1.0)
-    ow, oh = max(1, round(w * f)), max(1, round(h * f))
-    rgb = slide.read_downsampled((0, 0, w, h), (ow, oh))
-    inside = tissue.sampled(oh, ow)
-    names = stain_preset(stain).names
-    return estimate_macenko(rgb[inside], names=names)
 
 
 def analyze_cells(

@@ -19,8 +19,8 @@ import pandas as pd
 
 from napari_gbm.biomarkers.ihc import PositivityParams
 from napari_gbm.detect.calibration import SlideCalibration
-from napari_gbm.detect.cells import CellParams, analyze_cells, slide_calibration, stain_preset
-from napari_gbm.detect.stain import StainVectors
+from napari_gbm.detect.cells import CellParams, analyze_cells, needed_overlap_px, slide_calibration
+from napari_gbm.detect.stain import StainVectors, stain_preset
 from napari_gbm.wsi.slide import Slide
 from napari_gbm.wsi.tiling import TilingParams, make_tile_grid
 
@@ -70,8 +70,6 @@ def analyze_region(
         whole slide here, never from the region, so a region's cells are the cells a
         whole-slide run finds there.
     """
-    from napari_gbm.pipeline import needed_overlap_px
-
     params = params or CellParams()
     slide.require_mpp()
     w0, h0 = slide.dimensions

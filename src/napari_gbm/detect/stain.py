@@ -38,6 +38,7 @@ __all__ = [
     "optical_density",
     "reconvolve",
     "rgb_from_optical_density",
+    "stain_preset",
 ]
 
 FloatArray = npt.NDArray[np.float32]
@@ -380,3 +381,27 @@ def estimate_macenko(
     v_lo, v_hi = (np.abs(v) if np.all(v <= 1e-12) else v for v in (v_lo, v_hi))
     first, second = (v_lo, v_hi) if v_lo[0] - v_lo[2] >= v_hi[0] - v_hi[2] else (v_hi, v_lo)
     return StainVectors.from_vectors(names, [first, second], background)
+
+
+def stain_preset(stain: str) -> StainVectors:
+    """The default stain vectors of a stain name.
+
+    Parameters
+    ----------
+    stain : {"he", "hdab"}
+        H&E, or hematoxylin-DAB (Ki-67 and other IHC).
+
+    Returns
+    -------
+    StainVectors
+        :data:`HE` or :data:`HDAB` (QuPath's defaults).
+
+    Raises
+    ------
+    ValueError
+        For another name.
+    """
+    try:
+        return {"he": HE, "hdab": HDAB}[stain]
+    except KeyError:
+        raise ValueError(f"stain must be 'he' or 'hdab', got {stain!r}") from None
