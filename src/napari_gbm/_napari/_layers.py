@@ -432,30 +432,3 @@ def _update_in_place(layer: Any, data: Any, kwargs: dict[str, Any], kind: str) -
             else:
                 layer.reset_contrast_limits()
     layer.metadata = kwargs.get("metadata", {})
-
-
-def in_steps(steps: list[Any], last: Any) -> None:
-    """Run each of ``steps`` (callables) in its own turn of the Qt event loop, then
-    ``last`` (also when a step raises; the error then propagates to napari's handler).
-
-    Adding a layer costs napari 0.1-0.3 s on the event loop (its Qt controls, the first
-    draw); adding three in one call froze the window for their sum. In steps, the window
-    repaints and takes input between layers, so the longest freeze is one layer's."""
-    from qtpy.QtCore import QTimer
-
-    todo = list(steps)
-
-    def run_next() -> None:
-        try:
-            if todo:
-                todo.pop(0)()
-        except BaseException:
-            todo.clear()
-            last()
-            raise
-        if todo:
-            QTimer.singleShot(0, run_next)
-        else:
-            last()
-
-    run_next()

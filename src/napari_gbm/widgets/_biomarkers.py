@@ -21,8 +21,8 @@ from napari_gbm._napari._layers import (
     value_colors,
 )
 from napari_gbm.biomarkers import PositivityParams, ihc_scores, positive_class, spatial_biomarkers
-from napari_gbm.widgets._debounce import Debounced
 from napari_gbm.widgets._dock import ScrollingDock
+from napari_gbm.widgets._event_loop import Debounced
 
 if TYPE_CHECKING:
     import napari

@@ -30,15 +30,14 @@ from qtpy.QtCore import QObject, Signal
 from napari_gbm._napari._layers import (
     camera_of,
     cells_points_layer,
-    in_steps,
     map_layer,
     map_title,
     nucleus_labels_layer,
     put_layer,
 )
 from napari_gbm.detect.cells import Cancelled, CellParams
-from napari_gbm.widgets._debounce import Debounced
 from napari_gbm.widgets._dock import ScrollingDock
+from napari_gbm.widgets._event_loop import Debounced, in_steps
 
 if TYPE_CHECKING:
     import napari

@@ -20,7 +20,6 @@ from magicgui.widgets import (
 )
 
 from napari_gbm._napari._layers import (
-    in_steps,
     put_layer,
     tile_fraction_layer,
     tile_shapes_layer,
@@ -28,6 +27,7 @@ from napari_gbm._napari._layers import (
 )
 from napari_gbm.pipeline import tile_slide
 from napari_gbm.widgets._dock import ScrollingDock
+from napari_gbm.widgets._event_loop import in_steps
 from napari_gbm.wsi.slide import Slide
 from napari_gbm.wsi.tiling import TileGrid, TilingParams
 from napari_gbm.wsi.tissue import TissueMask, TissueParams
