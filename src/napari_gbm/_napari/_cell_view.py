@@ -7,7 +7,7 @@ whole cell table aside and gives the layer only the cells inside the current vie
 margin), when they number at most ``max_points``; zoomed out further, the layer empties
 and the biomarker maps show the slide. The view is followed through the camera's events,
 debounced by the ``debounce`` the caller gives (the widgets give a Qt timer,
-:class:`napari_gbm.widgets._debounce.Debounced`: Qt stays in ``widgets/``), else at each
+:class:`napari_gbm.widgets._event_loop.Debounced`: Qt stays in ``widgets/``), else at each
 event. Regrading and recolouring apply to the whole table (``cells``) and are pushed to
 the layer with :meth:`refresh`.
 """
