@@ -172,3 +172,51 @@ def test_time_and_event_flags_are_spelled_alike_in_stratify_and_cohort() -> None
         assert (s.time, s.event) == ("os", "dead")
         c = parser.parse_args(["cohort", "m.csv", "--out", "o", *flags])
         assert (c.time_col, c.event_col) == ("os", "dead")
+
+
+def test_stratify_flags_default_to_stratify_params() -> None:
+    """`stratify`'s defaults and choices come from StratifyParams, written once (issue 16)."""
+    from napari_gbm.cli import build_parser
+    from napari_gbm.survival._loss import TIES
+    from napari_gbm.survival.stratify_params import TIES as PARAM_TIES
+    from napari_gbm.survival.stratify_params import StratifyParams
+
+    assert PARAM_TIES == TIES  # the light copy of the torch module's list
+    argv = ["stratify", "t.csv", "--time", "t", "--event", "e", "--out", "o"]
+    args = build_parser().parse_args(argv)
+    for name in ("model", "ties", "id_col", "cutoff", "l2", "cv_folds", "seed", "dropna"):
+        assert getattr(args, name) == StratifyParams.default(name), name
+    assert args.covariates is None and args.tiles is None and args.tile_features is None
+
+
+def test_demo_analyses_with_the_analyze_defaults() -> None:
+    """`demo` calls the library with AnalyzeParams(cells=CellParams(stain=...)): the same
+    parameters as `napari-gbm analyze --stain ...` with no other option."""
+    from napari_gbm.cli import build_parser
+    from napari_gbm.cli._common import analyze_params
+    from napari_gbm.detect.cells import CellParams
+    from napari_gbm.pipeline import AnalyzeParams
+
+    parser = build_parser()
+    for stain in ("he", "hdab"):
+        args = parser.parse_args(["analyze", "s.svs", "--stain", stain, "--out", "o"])
+        demo = AnalyzeParams(cells=CellParams(stain=stain))
+        assert analyze_params(args).to_dict() == demo.to_dict()
+
+
+def test_help_and_info_do_not_load_torch(cmu_path: Path) -> None:
+    """`napari-gbm --help` and `info` stay fast: no torch, numba kernels or dask."""
+    code = (
+        "import sys\n"
+        "from napari_gbm.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        f"main(['info', {str(cmu_path)!r}, '--no-tissue'])\n"
+        "print(sorted(m for m in ('torch', 'numba', 'distributed', 'matplotlib') "
+        "if m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+    version = [sys.executable, "-m", "napari_gbm.cli", "--version"]
+    proc = subprocess.run(version, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.startswith("napari-gbm ")

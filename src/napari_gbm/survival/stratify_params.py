@@ -8,10 +8,11 @@ pass the same names. Importing this module is light (no torch, numba or matplotl
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["CUTOFFS", "DEFAULT_COVARIATES", "MODELS", "StratifyParams"]
+__all__ = ["CUTOFFS", "DEFAULT_COVARIATES", "MODELS", "TIES", "StratifyParams"]
 
 #: covariates used when none are named: the slide biomarkers GBM studies report
 DEFAULT_COVARIATES = (
@@ -22,6 +23,8 @@ DEFAULT_COVARIATES = (
 )
 CUTOFFS = ("median", "tertiles", "quartiles", "optimal", "manual")
 MODELS = ("cox", "mlp", "mil")
+#: handling of tied event times (= ``survival._loss.TIES``; that module loads torch)
+TIES = ("efron", "breslow")
 
 
 def _param(default: Any, help: str) -> Any:
@@ -39,7 +42,7 @@ class StratifyParams:
         Follow-up time column (numbers, one unit for every patient).
     event_col : str
         Event column (1/0, yes/no, true/false, dead/alive: event / censored).
-    covariates : tuple of str, optional
+    covariates : sequence of str, optional
         Covariate columns. Default: the biomarkers of :data:`DEFAULT_COVARIATES` the table
         has; for ``model="mil"``: none (the tiles alone).
     model : {"cox", "mlp", "mil"}
@@ -50,7 +53,7 @@ class StratifyParams:
         Patient id column.
     cutoff : {"median", "tertiles", "quartiles", "optimal", "manual"}
         How risk groups are cut.
-    cuts : tuple of float, optional
+    cuts : sequence of float, optional
         The cut values, for ``cutoff="manual"``.
     group_by : str, optional
         Cut this column into groups instead of the model's risk.
@@ -65,7 +68,7 @@ class StratifyParams:
         stopping.
     time_unit : str
         Unit of the time column (accepted for callers that pass it; no output uses it).
-    tile_features : tuple of str, optional
+    tile_features : sequence of str, optional
         MIL: the tile table's feature columns. Default: the per-tile biomarkers of
         :data:`~napari_gbm.survival.bags.DEFAULT_TILE_FEATURES` the table has.
     """
@@ -74,7 +77,7 @@ class StratifyParams:
     event_col: str = field(
         metadata={"help": "event column (1/0, yes/no, true/false, dead/alive: event / censored)"}
     )
-    covariates: tuple[str, ...] | None = _param(
+    covariates: Sequence[str] | None = _param(
         None, "covariate columns (default: the biomarkers; with --model mil: none)"
     )
     model: str = _param(
@@ -85,14 +88,14 @@ class StratifyParams:
     cutoff: str = _param(
         "median", "how risk groups are cut (optimal: maximally selected log-rank, corrected p)"
     )
-    cuts: tuple[float, ...] | None = _param(None, "cut values for the manual cut-off")
+    cuts: Sequence[float] | None = _param(None, "cut values for the manual cut-off")
     group_by: str | None = _param(None, "cut this column into groups instead of the risk")
     l2: float = _param(0.0, "ridge penalty of the Cox model")
     cv_folds: int = _param(5, "patient-grouped CV folds (0: none)")
     seed: int = _param(0, "seed of the networks and the CV folds")
     dropna: bool = _param(False, "leave out patients with missing values")
     time_unit: str = _param("months", "unit of the time column")
-    tile_features: tuple[str, ...] | None = _param(
+    tile_features: Sequence[str] | None = _param(
         None, "per-tile features of the MIL bags (default: the tile biomarkers)"
     )
 
