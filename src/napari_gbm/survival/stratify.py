@@ -119,8 +119,9 @@ def run_stratify(
     clinical : DataFrame, optional
         Clinical data joined by patient id (``join_clinical``).
     tiles : DataFrame, optional
-        For ``model="mil"`` (required there): one row per tile with the patient id and the
-        tile features (:func:`~napari_gbm.survival.bags.load_tile_table`).
+        For ``model="mil"`` (required there; the other models ignore it): one row per
+        tile with the patient id and the tile features
+        (:func:`~napari_gbm.survival.bags.load_tile_table`).
     table_name, clinical_name : str, optional
         Name the tables' files in messages about a column (default: their
         ``attrs["source"]``, set by ``load_table``).
@@ -139,7 +140,7 @@ def run_stratify(
     TypeError
         For a keyword that is not a field of :class:`StratifyParams`.
     """
-    p = dataclasses.replace(params, **overrides) if params else StratifyParams(**overrides)
+    p = StratifyParams(**overrides) if params is None else dataclasses.replace(params, **overrides)
     if p.model == "mil" and tiles is None:
         raise ValueError(
             "model 'mil' learns from each patient's tiles: give a tile table (one row per "

@@ -34,7 +34,9 @@ def _param(default: Any, help: str) -> Any:
 @dataclass(frozen=True)
 class StratifyParams:
     """The choices of a stratification, with their defaults (written once, here: the CLI
-    builds its flags from them; :meth:`help` gives each one's text).
+    builds its flags from them; :meth:`help` gives each one's text). Sequences are stored
+    as tuples; a model or cut-off outside :data:`MODELS` / :data:`CUTOFFS` is a
+    ValueError.
 
     Parameters
     ----------

@@ -269,10 +269,8 @@ def numeric_values(
 
     Parameters
     ----------
-    values : Series or array-like
-        The column.
-    column, source : str, optional
-        Its name and file, for messages.
+    values, column, source
+        As for :func:`event_indicator`.
     what : str
         What the column is, for messages ("time", "group-by").
 
