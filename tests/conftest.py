@@ -1,8 +1,10 @@
-"""Shared fixtures: the real slides (in the repository, no ../shared needed)."""
+"""Shared fixtures: the real slides (in the repository, no ../shared needed) and the torch
+thread setting for small fits."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -76,3 +78,16 @@ def lifelines_ref() -> dict:
     import json
 
     return json.loads((DATA / "lifelines_reference.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Fits in these modules are small: on a shared 2-core machine torch's intra-op threads
+    only wait on each other (a fit takes ~8x longer). Restored after the module. Use with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -14,21 +14,14 @@ pytestmark = pytest.mark.gui
 
 napari = pytest.importorskip("napari", reason="napari is a runtime dependency")
 
-
-def _settle(seconds: float = 0.3) -> None:
-    from qtpy.QtWidgets import QApplication
-
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        QApplication.processEvents()
-        time.sleep(0.02)
+from _gui import settle  # noqa: E402
 
 
 def _screenshot(viewer: Any) -> np.ndarray:
     viewer.window._qt_window.resize(1200, 900)
-    _settle()
+    settle()
     viewer.reset_view()
-    _settle(0.5)
+    settle(0.5)
     return np.asarray(viewer.screenshot(canvas_only=True, flash=False))
 
 
@@ -125,7 +118,7 @@ def _run_widget(widget: Any, qtbot: Any) -> None:
     assert worker is not None
     with qtbot.waitSignal(worker.finished, timeout=60_000):
         pass
-    _settle(0.2)
+    settle(0.2)
 
 
 def test_slide_tiles_widget_adds_aligned_layers(
@@ -226,7 +219,7 @@ def test_widget_errors_become_notifications(
     worker = widget.run()
     with qtbot.waitSignal(worker.finished, timeout=60_000):
         pass
-    _settle(0.2)
+    settle(0.2)
     messages = [str(n.message) for n in notification_manager.records[before:]]
     assert any("pixel size" in m for m in messages), messages
     # the reason comes first (a cut pop-up still says it), and it stays in the dock;

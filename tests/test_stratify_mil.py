@@ -8,13 +8,11 @@ tiles must find it."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from napari_gbm.cli import main
 from napari_gbm.survival.bags import cohort_tiles, tile_bags
@@ -22,6 +20,8 @@ from napari_gbm.survival.concordance import concordance_index
 from napari_gbm.survival.persist import load_model
 from napari_gbm.survival.stratify import StratifyParams, run_stratify
 from napari_gbm.synthetic.cohort import SyntheticCohort, make_synthetic_cohort
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 SURVIVAL = ["--time", "time_months", "--event", "event"]
 #: the default tile features (survival.bags.DEFAULT_TILE_FEATURES) the generator's tiles have
@@ -31,15 +31,6 @@ FEATURES = [
     "nucleus_area_um2_mean",
     "necrosis_fraction",
 ]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """Small fits: on a shared 2-core machine torch's threads only wait on each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

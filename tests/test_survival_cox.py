@@ -4,7 +4,7 @@ lifelines' numbers (tests/data/lifelines_reference.json) and scikit-survival run
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,18 +17,10 @@ from napari_gbm.survival._loss import cox_partial_log_likelihood, cox_partial_nl
 from napari_gbm.survival.concordance import concordance_index
 from napari_gbm.survival.cox import SUMMARY_COLUMNS, CoxFitError, CoxModel
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 COVARIATES = ["fin", "age", "race", "wexp", "mar", "paro", "prio"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """Fits here are small: on a shared 2-core machine torch's intra-op threads only wait
-    on each other (a fit takes ~8x longer). Restored after this module."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import pickle
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,8 @@ from napari_gbm.survival.mil import AttentionMILCoxModel
 from napari_gbm.survival.nn import MLPCoxModel
 from napari_gbm.survival.persist import load_model, save_model
 from napari_gbm.synthetic.cohort import SyntheticCohort, make_synthetic_cohort
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 PATIENT_FEATURES = [
     "positive_percent",
@@ -45,16 +46,6 @@ TILE_FEATURES = [
 # the tile-level hotspot effect), 0.005-0.021 for the MIL; this file uses seed 1.
 MLP_KW: dict[str, Any] = {"hidden": (8,), "l2": 1e-2, "epochs": 50, "lr": 2e-2}
 MIL_KW: dict[str, Any] = {"embed_dim": 8, "attention_dim": 4, "epochs": 60, "lr": 2e-2, "l2": 1e-2}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """Fits here are small: on a shared 2-core machine torch's intra-op threads only wait
-    on each other. Restored after this module."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +17,7 @@ pytestmark = pytest.mark.gui
 
 napari = pytest.importorskip("napari", reason="napari is a runtime dependency")
 
-
-def _settle(seconds: float = 0.3) -> None:
-    from qtpy.QtWidgets import QApplication
-
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        QApplication.processEvents()
-        time.sleep(0.02)
+from _gui import settle  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +100,7 @@ def test_cohort_widget_runs_and_shows_results(
     assert worker is not None
     with qtbot.waitSignal(worker.finished, timeout=180_000):
         pass
-    _settle(0.2)
+    settle(0.2)
     assert widget._run_btn.enabled and not widget._progress.visible
 
     metrics = json.loads((out / "metrics.json").read_text())
@@ -183,7 +175,7 @@ def test_cohort_widget_runs_and_shows_results(
 
     # rendered: the viewer with the dock, and the dock's Kaplan-Meier figure
     viewer.window._qt_window.resize(1400, 1000)
-    _settle(0.5)
+    settle(0.5)
     shot = np.asarray(viewer.screenshot(canvas_only=False, flash=False))[..., :3]
     assert shot.shape[0] > 600 and shot.astype(float).std() > 15
     from PIL import Image
@@ -279,7 +271,7 @@ def test_cohort_widget_bad_input_becomes_notifications(
     assert worker is not None
     with qtbot.waitSignal(worker.finished, timeout=180_000):
         pass
-    _settle(0.2)
+    settle(0.2)
     assert "stratification failed: time must be > 0; 1 subject(s)" in last()
     assert widget._run_btn.enabled
     assert not (tmp_path / "out" / "metrics.json").exists()
@@ -312,7 +304,7 @@ def test_cohort_widget_reads_worded_events_and_categories(
     assert worker is not None
     with qtbot.waitSignal(worker.finished, timeout=180_000):
         pass
-    _settle(0.2)
+    settle(0.2)
     assert widget._results is not None, widget._status.value
     hr = read_csv(tmp_path / "out" / "cox_summary.csv")
     assert list(hr.covariate) == ["positive_percent", "idh=Mutant (vs WT)"]
