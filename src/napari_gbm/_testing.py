@@ -11,7 +11,9 @@ import math
 import os
 from pathlib import Path
 
+import imagecodecs
 import numpy as np
+import tifffile
 
 __all__ = ["write_repeated_tile_slide"]
 
@@ -29,9 +31,6 @@ def write_repeated_tile_slide(
     ``tile_rgb`` (default: a pink square of tissue on near-white glass) at every level.
     Levels are separate ``subfiletype=1`` pages with resolution tags, the layout OpenSlide
     reads as ``generic-tiff``."""
-    import imagecodecs
-    import tifffile
-
     if tile_rgb is None:
         tile = np.full((tile_px, tile_px, 3), 240, np.uint8)
         q = tile_px // 4

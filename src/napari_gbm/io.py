@@ -18,6 +18,7 @@ starts with apostrophes before a formula character gets one more).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -28,6 +29,10 @@ from typing import IO, Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+from PIL import Image
 
 __all__ = [
     "atomic_path",
@@ -103,9 +108,6 @@ def write_parquet(
     pathlib.Path
         `path`.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     table = pa.Table.from_pandas(df, preserve_index=False)
     if metadata is not None:
         meta = dict(table.schema.metadata or {})
@@ -150,8 +152,6 @@ def read_parquet_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     dict
         The metadata; empty if there is none.
     """
-    import pyarrow.parquet as pq
-
     meta = pq.read_schema(path).metadata or {}
     raw = meta.get(METADATA_KEY)
     return json.loads(raw) if raw else {}
@@ -280,9 +280,6 @@ def write_csv(
     safe = neutralise_formulas(df)
     with atomic_path(path) as tmp:
         if fast:
-            import pyarrow as pa
-            import pyarrow.csv as pcsv
-
             try:
                 table = pa.Table.from_pandas(safe, preserve_index=False)
                 options = pcsv.WriteOptions(delimiter=sep, quoting_style="needed")
@@ -358,8 +355,6 @@ def write_png(rgb: np.ndarray, path: str | os.PathLike[str]) -> Path:
     pathlib.Path
         `path`.
     """
-    from PIL import Image
-
     with atomic_path(path) as tmp:
         Image.fromarray(np.ascontiguousarray(rgb)).save(tmp, format="PNG")
     return Path(path)
@@ -396,8 +391,6 @@ def file_fingerprint(
         ``algorithm`` (``"sha256"`` or ``"sha256-size-head-tail"``), ``digest`` (hex) and
         ``size`` (bytes).
     """
-    import hashlib
-
     path = Path(path)
     size = path.stat().st_size
     h = hashlib.sha256()

@@ -25,6 +25,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from napari_gbm.detect.nucleus_params import NucleusParams
+
 __all__ = [
     "CROWDED_AT_MIN_FRACTION",
     "MEDIAN_NUCLEUS_AREA_UM2",
@@ -71,8 +73,6 @@ def result_warnings(
         nuclei.
     """
     if min_area_um2 is None:
-        from napari_gbm.detect.nucleus_params import NucleusParams
-
         min_area_um2 = NucleusParams().min_area_um2
     areas = np.asarray(nucleus_area_um2, dtype=np.float64)
     areas = areas[np.isfinite(areas)]

@@ -185,8 +185,7 @@ def disc_sum(grid: np.ndarray, radius_bins: float) -> np.ndarray:
     k = _disc(radius_bins)
     if grid.size == 0:
         return grid.astype(np.float64)
-    # imported here: scipy.signal takes 0.8 s to import, on napari's event loop when the
-    # reader opens an analysis folder
+    # lazy: scipy.signal takes 0.5-0.8 s to import, on napari's event loop (reader)
     from scipy.signal import fftconvolve
 
     out = fftconvolve(grid.astype(np.float64), k, mode="same")

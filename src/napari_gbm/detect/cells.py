@@ -32,13 +32,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from napari_gbm.biomarkers.ihc import NOT_APPLICABLE, PositivityParams, positive_class
 from napari_gbm.detect.calibration import CalibrationParams, SlideCalibration, calibrate_slide
 from napari_gbm.detect.nucleus_params import NucleusParams, halo_um
 from napari_gbm.detect.segment import segment_nuclei
 from napari_gbm.detect.stain import StainVectors, stain_preset
+from napari_gbm.features.compartments import measure_compartments
 from napari_gbm.features.neighbourhood import NEIGHBOURHOOD_COLUMNS, neighbourhood_features
+from napari_gbm.features.texture import haralick_features
+from napari_gbm.io import METADATA_KEY, atomic_path, metadata_json
 from napari_gbm.schema import HARALICK, conform_cell_table, empty_cell_table
 from napari_gbm.wsi.slide import Slide
 from napari_gbm.wsi.tiling import TileGrid, read_tile
@@ -237,11 +242,6 @@ def analyze_cells_to_parquet(
     cells plus the centroids of all (for the neighbourhood features), whatever the slide
     size. The file appears only when complete (atomic). Returns the cells per tile
     (an array indexed by ``tile_id``)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from napari_gbm.io import METADATA_KEY, atomic_path, metadata_json
-
     params = params or CellParams()
     stains, cal = _stains_and_calibration(slide, grid, params, stain_vectors, calibration)
     names = stains.names[:2]
@@ -304,8 +304,6 @@ class _RowBuffer:
             self.flush()
 
     def flush(self) -> None:
-        import pyarrow as pa
-
         if self.parts:
             df = pd.concat(self.parts, ignore_index=True)
             self.writer.write_table(
@@ -434,8 +432,6 @@ def _tile_cells(
     params: CellParams,
     calibration: SlideCalibration | None = None,
 ) -> pd.DataFrame:
-    from napari_gbm.features.compartments import measure_compartments
-
     mpp = grid.effective_mpp
     seg = segment_nuclei(rgb, mpp, stains, params.nucleus, calibration)
     if int(seg.nuclei.max(initial=0)) == 0:
@@ -445,8 +441,6 @@ def _tile_cells(
         seg.nuclei, seg.cells, images, mpp=mpp, n_threads=params.kernel_threads
     )
     if params.texture:
-        from napari_gbm.features.texture import haralick_features
-
         tex = haralick_features(
             seg.nuclei,
             seg.stains["hematoxylin"],

@@ -20,6 +20,7 @@ import pandas as pd
 from napari_gbm.biomarkers.ihc import PositivityParams
 from napari_gbm.detect.calibration import SlideCalibration
 from napari_gbm.detect.cells import CellParams, analyze_cells, needed_overlap_px, slide_calibration
+from napari_gbm.detect.segment import segment_nuclei
 from napari_gbm.detect.stain import StainVectors, stain_preset
 from napari_gbm.wsi.slide import Slide
 from napari_gbm.wsi.tiling import TilingParams, make_tile_grid
@@ -110,6 +111,7 @@ def analyze_region(
     cy = cells["centroid_y_px"].to_numpy()
     keep = (cx >= x0) & (cx < x1) & (cy >= y0) & (cy < y1)
     if polygon is not None:
+        # lazy: matplotlib takes 0.2 s to import, only polygon selections need it
         from matplotlib.path import Path as MplPath
 
         poly = np.asarray(polygon, dtype=np.float64)
@@ -123,8 +125,6 @@ def analyze_region(
     if outlines:
         ow, oh = round((x1 - x0) / scale), round((y1 - y0) / scale)
         if 0 < ow * oh <= MAX_OUTLINE_PIXELS:
-            from napari_gbm.detect.segment import segment_nuclei
-
             rgb = slide.read_downsampled((x0, y0, x1 - x0, y1 - y0), (ow, oh))
             nuclei = segment_nuclei(rgb, grid.effective_mpp, stains, params.nucleus, cal).nuclei
     return RegionCells(cells, nuclei, (x0, y0), scale, (x0, y0, x1 - x0, y1 - y0))

@@ -31,8 +31,14 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 from scipy import ndimage as ndi
+from skimage.color import rgb2hed
+from skimage.feature import peak_local_max
+from skimage.filters import threshold_otsu
+from skimage.segmentation import watershed
 
 from napari_gbm.evaluation.detections import Detections
+from napari_gbm.evaluation.metrics import label_centroids
+from napari_gbm.wsi.slide import Slide
 
 __all__ = ["SKIMAGE_OD_FACTOR", "BaselineParams", "detect_skimage", "segment_baseline"]
 
@@ -116,11 +122,6 @@ def segment_baseline(
     ValueError
         If `stain` is neither ``he`` nor ``hdab``.
     """
-    from skimage.color import rgb2hed
-    from skimage.feature import peak_local_max
-    from skimage.filters import threshold_otsu
-    from skimage.segmentation import watershed
-
     params = params or BaselineParams()
     if stain not in ("he", "hdab"):
         raise ValueError(f"stain must be 'he' or 'hdab', got {stain!r}")
@@ -177,9 +178,6 @@ def detect_skimage(path: Path, mpp: float, stain: str) -> Detections:
     Detections
         Label centroids in level-0 pixels, positivity (None for ``he``) and the label image.
     """
-    from napari_gbm.evaluation.metrics import label_centroids
-    from napari_gbm.wsi.slide import Slide
-
     with Slide(path, mpp=mpp) as slide:
         w, h = slide.dimensions
         rgb = slide.read_region((0, 0), 0, (w, h))

@@ -29,6 +29,11 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+from PIL import Image
+
+from napari_gbm.evaluation.geojson import read_qupath_geojson
+from napari_gbm.evaluation.metrics import label_centroids
+from napari_gbm.wsi.slide import Slide, SlideError
 
 __all__ = ["AnnotatedImage", "Dataset", "DatasetError", "Truth", "load_dataset"]
 
@@ -115,13 +120,9 @@ class AnnotatedImage:
             source = "points+labels" if labels is not None else "points"
             return Truth(x, y, positive, labels, source)
         if labels is not None:
-            from napari_gbm.evaluation.metrics import label_centroids
-
             _, xy = label_centroids(labels)
             return Truth(xy[:, 0].copy(), xy[:, 1].copy(), None, labels, "labels")
         if self.geojson_path is not None:
-            from napari_gbm.evaluation.geojson import read_qupath_geojson
-
             try:
                 g = read_qupath_geojson(self.geojson_path, (self.height, self.width))
             except ValueError as exc:
@@ -192,8 +193,6 @@ def _read_points(path: Path) -> tuple[np.ndarray, np.ndarray, npt.NDArray[np.int
 
 
 def _read_labels(path: Path, shape: tuple[int, int]) -> np.ndarray:
-    from PIL import Image
-
     try:
         with Image.open(path) as img:
             arr = np.asarray(img)
@@ -287,8 +286,6 @@ def load_dataset(
         Naming the file and the problem; every selected image and annotation is checked
         (opened) here.
     """
-    from napari_gbm.wsi.slide import Slide, SlideError
-
     root = Path(path)
     if not root.exists():
         raise DatasetError(f"{root}: no such folder")

@@ -29,11 +29,13 @@ import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from napari_gbm import __version__
 from napari_gbm.evaluation.dataset import AnnotatedImage, Truth, load_dataset
 from napari_gbm.evaluation.detections import Detections
 from napari_gbm.evaluation.detectors import Detector, get_detector
@@ -47,6 +49,10 @@ from napari_gbm.evaluation.metrics import (
     posneg_confusion,
     posneg_scores,
 )
+from napari_gbm.evaluation.overlay import draw_overlay
+from napari_gbm.evaluation.report import point_table
+from napari_gbm.io import write_csv, write_json, write_png
+from napari_gbm.wsi.slide import Slide
 
 __all__ = ["RADII_UM", "ImageScore", "aggregate", "evaluate_dataset", "score_image"]
 
@@ -239,10 +245,6 @@ def _clean(obj: Any) -> Any:
 
 
 def _software() -> dict[str, Any]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    from napari_gbm import __version__
-
     def ver(dist: str) -> str | None:
         try:
             return version(dist)
@@ -282,10 +284,6 @@ def _write_image_outputs(
     score: ImageScore,
     suffix: str,
 ) -> None:
-    from napari_gbm.evaluation.overlay import draw_overlay
-    from napari_gbm.evaluation.report import point_table
-    from napari_gbm.io import write_csv, write_png
-
     m6, m4 = score.matchings[RADII_UM[-1]], score.matchings[RADII_UM[0]]
     table = point_table(truth, dets, m6, m4, item.mpp)
     write_csv(table, out / "images" / f"{item.name}{suffix}.csv", float_format="%.6g")
@@ -388,8 +386,6 @@ def evaluate_dataset(
                 rec.update(score.record)
             if out_dir is not None:
                 if rgb is None:
-                    from napari_gbm.wsi.slide import Slide
-
                     with Slide(item.path, mpp=item.mpp) as slide:
                         rgb = slide.read_region((0, 0), 0, (item.width, item.height))
                 _write_image_outputs(out_dir, item, rgb, truth, dets, score, suffix)
@@ -424,7 +420,5 @@ def evaluate_dataset(
     }
     result = _clean(result)
     if out_dir is not None:
-        from napari_gbm.io import write_json
-
         write_json(result, out_dir / "evaluation.json")
     return result

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from skimage.draw import polygon as draw_polygon
 
 __all__ = ["GeoJsonNuclei", "read_qupath_geojson"]
 
@@ -144,8 +145,6 @@ def read_qupath_geojson(path: str | Path, shape: tuple[int, int]) -> GeoJsonNucl
         If the file cannot be read or parsed as JSON, or holds no FeatureCollection, feature
         or list of features.
     """
-    from skimage.draw import polygon as draw_polygon
-
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

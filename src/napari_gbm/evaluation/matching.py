@@ -23,6 +23,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from scipy.optimize import linear_sum_assignment
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
 
 __all__ = ["Matching", "match_points"]
 
@@ -114,11 +118,6 @@ def match_points(pred_xy: npt.ArrayLike, true_xy: npt.ArrayLike, radius: float) 
         If `radius` is not a positive finite number, or the points are not (n, 2) finite
         coordinates.
     """
-    from scipy.optimize import linear_sum_assignment
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-    from scipy.spatial import cKDTree
-
     if not (radius > 0 and np.isfinite(radius)):
         raise ValueError(f"radius must be a positive number, got {radius!r}")
     pred = _as_points(pred_xy, "pred_xy")

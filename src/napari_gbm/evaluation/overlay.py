@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
+from skimage.draw import circle_perimeter, disk
 
 __all__ = ["COLOURS", "MARKER_UM", "draw_overlay"]
 
@@ -25,8 +26,6 @@ COLOURS = {
 
 
 def _circle(img: np.ndarray, x: float, y: float, r: float, colour: tuple[int, int, int]) -> None:
-    from skimage.draw import circle_perimeter
-
     rr, cc = circle_perimeter(round(y), round(x), max(1, round(r)), shape=img.shape[:2])
     img[rr, cc] = colour
 
@@ -41,8 +40,6 @@ def _cross(img: np.ndarray, x: float, y: float, r: float, colour: tuple[int, int
 
 
 def _dot(img: np.ndarray, x: float, y: float, r: float, colour: tuple[int, int, int]) -> None:
-    from skimage.draw import disk
-
     rr, cc = disk((y, x), max(1.0, r), shape=img.shape[:2])
     img[rr, cc] = colour
 

@@ -33,8 +33,10 @@ import pandas as pd
 import torch
 from scipy import stats
 
+from napari_gbm import __version__
 from napari_gbm.survival._loss import TIES, cox_partial_log_likelihood
 from napari_gbm.survival._validate import check_covariates, check_survival
+from napari_gbm.survival.concordance import concordance_index
 
 __all__ = ["SUMMARY_COLUMNS", "CoxFitError", "CoxModel"]
 
@@ -327,8 +329,6 @@ class CoxModel:
             self.log_likelihood_null_ = float(
                 cox_partial_log_likelihood(eta * 0.0, problem.time, problem.event, ties)
             )
-        from napari_gbm.survival.concordance import concordance_index
-
         self.concordance_index_ = concordance_index(t, e, self.predict_risk(x))
         return self
 
@@ -410,8 +410,6 @@ class CoxModel:
         metadata; :meth:`from_state` rebuilds a model with identical predictions."""
         coef, cov, mean = self._require_fit()
         assert self.scale_ is not None
-        from napari_gbm import __version__
-
         tensors = {
             "coef": torch.from_numpy(coef.copy()),
             "covariance": torch.from_numpy(cov.copy()),

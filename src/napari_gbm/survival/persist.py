@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 
+from napari_gbm import __version__
 from napari_gbm.io import atomic_path, write_json
 
 __all__ = ["FORMAT_VERSION", "META_FILE", "MODEL_FILE", "load_model", "save_model"]
@@ -58,12 +59,6 @@ def _paths(folder_or_path: str | os.PathLike[str]) -> tuple[Path, Path]:
     if p.suffix.lower() in (".pt", ".json"):
         return p.with_suffix(".pt"), p.with_suffix(".json")
     return p / MODEL_FILE, p / META_FILE
-
-
-def _version() -> str:
-    from napari_gbm import __version__
-
-    return __version__
 
 
 def _sha256(path: Path) -> str:
@@ -122,7 +117,7 @@ def save_model(model: Any, folder_or_path: str | os.PathLike[str]) -> Path:
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         **meta,
-        "napari_gbm_version": _version(),
+        "napari_gbm_version": __version__,
         "torch_version": torch.__version__,
         "saved_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "weights_file": pt_path.name,
@@ -208,9 +203,9 @@ def load_model(path: str | os.PathLike[str]) -> Any:
         raise ValueError(f"{pt_path} is not a readable model file: {exc}") from exc
     tensors = _check_tensors(tensors, f"{pt_path} content")
     saved = meta.get("napari_gbm_version")
-    if saved != _version():
+    if saved != __version__:
         warnings.warn(
-            f"{json_path} was saved by napari-gbm {saved}, this is {_version()}; "
+            f"{json_path} was saved by napari-gbm {saved}, this is {__version__}; "
             "predictions may differ. Re-fit and save the model with this version to be sure.",
             UserWarning,
             stacklevel=2,

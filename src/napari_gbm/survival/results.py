@@ -22,7 +22,14 @@ from typing import Any
 
 import pandas as pd
 
-from napari_gbm.survival.stratify import _fmt, event_indicator, numeric_values
+from napari_gbm.io import read_csv
+from napari_gbm.survival.km import kaplan_meier
+from napari_gbm.survival.stratify import (
+    _fmt,
+    event_indicator,
+    numeric_values,
+    reported_hazard_ratios,
+)
 
 __all__ = [
     "CohortResults",
@@ -136,9 +143,6 @@ def read_results(
         If ``out`` holds no complete run (no ``metrics.json``), or ``risk.csv`` names
         patients the tables do not have.
     """
-    from napari_gbm.io import read_csv
-    from napari_gbm.survival.km import kaplan_meier
-
     out = Path(out)
     if not (out / "metrics.json").is_file():
         raise ValueError(f"{out} holds no finished stratification (no metrics.json)")
@@ -214,6 +218,7 @@ def summary_text(metrics: dict[str, Any]) -> str:
         One line each: patients and events, the C-indices, the log-rank test, the risk
         groups (with the corrected p of an optimal cut), the model, the run's notes.
     """
+    # lazy: survival.plots loads matplotlib, and the Cohort dock imports this module
     from napari_gbm.survival.plots import format_p
 
     rg = metrics["risk_groups"]
@@ -266,8 +271,8 @@ def hazard_ratio_rows(summary: pd.DataFrame) -> list[list[str]]:
         per (an SD, yes vs no, a category vs the reference) and the p value, as
         :func:`~napari_gbm.survival.stratify.reported_hazard_ratios` reports them.
     """
+    # lazy: survival.plots loads matplotlib, and the Cohort dock imports this module
     from napari_gbm.survival.plots import format_p
-    from napari_gbm.survival.stratify import reported_hazard_ratios
 
     return [
         [

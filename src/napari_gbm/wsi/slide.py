@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from napari_gbm.wsi._backends import Backend, SlideError
 from napari_gbm.wsi._open import open_backend
@@ -289,8 +290,6 @@ class Slide:
         ValueError
             If the box or the output size is empty.
         """
-        from PIL import Image
-
         x0, y0, bw, bh = (float(v) for v in box_l0)
         ow, oh = int(out_size[0]), int(out_size[1])
         if ow <= 0 or oh <= 0 or bw <= 0 or bh <= 0:
@@ -376,7 +375,7 @@ class Slide:
     def to_dask(self) -> list[Any]:
         """The pyramid as a list of lazy dask arrays ``(height, width, 3)`` uint8, largest
         first, one chunk per native storage tile. Nothing is read until computed."""
-        import dask.array as da
+        import dask.array as da  # lazy: dask takes 0.3 s to import, only to_dask uses it
 
         levels = []
         for level, (w, h) in enumerate(self.level_dimensions):
