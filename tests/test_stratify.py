@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_gbm.survival.stratify import load_table, run_stratify
+from napari_gbm.survival.stratify import run_stratify
+from napari_gbm.survival.table_input import load_table
 
 DATA = Path(__file__).parent / "data"
 ROSSI_COVARIATES = ["fin", "age", "race", "wexp", "mar", "paro", "prio"]

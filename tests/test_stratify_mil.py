@@ -18,7 +18,8 @@ from napari_gbm.cli import main
 from napari_gbm.survival.bags import cohort_tiles, tile_bags
 from napari_gbm.survival.concordance import concordance_index
 from napari_gbm.survival.persist import load_model
-from napari_gbm.survival.stratify import StratifyParams, run_stratify
+from napari_gbm.survival.stratify import run_stratify
+from napari_gbm.survival.stratify_params import StratifyParams
 from napari_gbm.synthetic.cohort import SyntheticCohort, make_synthetic_cohort
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

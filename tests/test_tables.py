@@ -15,7 +15,8 @@ import pytest
 
 from napari_gbm.cli import main
 from napari_gbm.io import neutralise_formulas, read_csv, restore_formulas, write_csv
-from napari_gbm.survival.stratify import event_indicator, numeric_values, run_stratify
+from napari_gbm.survival.stratify import run_stratify
+from napari_gbm.survival.table_input import event_indicator, numeric_values
 
 N = 80
 FORMULA_ID = '=HYPERLINK("http://x","y")'
@@ -270,7 +271,7 @@ def test_a_file_that_is_no_table_exits_2_naming_it(
 
 
 def test_separators_are_found_from_the_first_lines(tmp_path: Path) -> None:
-    from napari_gbm.survival.stratify import load_table
+    from napari_gbm.survival.table_input import load_table
 
     quoted_id = FORMULA_ID.replace('"', '""')
     cases = {

@@ -14,6 +14,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from napari_gbm import __version__
+from napari_gbm.synthetic import make_synthetic_slide
 
 __all__ = ["SYNTHETIC_SAMPLE_SIZE", "cache_dir", "cmu1_path", "synthetic_sample_path"]
 
@@ -94,10 +95,6 @@ def synthetic_sample_path(
     ValueError
         From :func:`~napari_gbm.synthetic.make_synthetic_slide` for an invalid stain or size.
     """
-    # lazy: the generator loads numba, and `napari-gbm --help` / `info` import this module
-    # (via cli._slide) but must not load numba (tests/test_cli.py)
-    from napari_gbm.synthetic import make_synthetic_slide
-
     path = cache_dir() / f"synthetic-gbm-{stain}-{size}-seed{seed}-v{__version__}.tif"
     with _GENERATING:
         if not path.exists():

@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from napari_gbm.cli._common import UsageError, positive_float
-from napari_gbm.evaluation import DatasetError, evaluate_dataset
-from napari_gbm.evaluation.report import summary_table
 
 __all__ = ["add_parsers"]
 
@@ -58,6 +56,9 @@ def add_parsers(sub: Any) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """``napari-gbm evaluate``: score the detectors, print the summary table."""
+    # dispatch: the evaluation stage (scikit-image, scipy, numba) loads when the command runs
+    from napari_gbm.evaluation import DatasetError, evaluate_dataset
+    from napari_gbm.evaluation.report import summary_table
 
     def progress(done: int, total: int, name: str) -> None:
         print(

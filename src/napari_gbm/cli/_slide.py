@@ -21,7 +21,6 @@ from napari_gbm.cli._common import (
     positive_float,
 )
 from napari_gbm.io import write_json, write_parquet, write_png
-from napari_gbm.samples import cmu1_path
 from napari_gbm.survival.stratify_params import StratifyParams
 from napari_gbm.survival.table_input import load_table
 from napari_gbm.wsi.overview import render_overview
@@ -252,9 +251,10 @@ def cmd_make_sample(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     """``napari-gbm demo``: tile and analyse the sample slides (the CMU-1 region and two
     synthetic slides, made here), then stratify a synthetic cohort."""
-    # numba (kernels of the generators and the pipeline), scipy.stats, torch: loaded here
+    # dispatch: numba (kernels of the generators and the pipeline), scipy.stats, torch
     from napari_gbm.detect.cells import CellParams
     from napari_gbm.pipeline import AnalyzeParams
+    from napari_gbm.samples import cmu1_path
     from napari_gbm.survival.stratify import run_stratify
     from napari_gbm.synthetic import make_synthetic_cohort, make_synthetic_slide
 

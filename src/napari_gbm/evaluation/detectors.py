@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_gbm.detect.cells import CellParams
+from napari_gbm.detect.region import analyze_region
 from napari_gbm.evaluation.baseline import detect_skimage
 from napari_gbm.evaluation.detections import Detections
 from napari_gbm.wsi.slide import Slide
@@ -47,11 +49,6 @@ def detect_napari_gbm(path: Path, mpp: float, stain: str) -> Detections:
         Cell centroids in level-0 pixels; positivity, None when no cell is graded (e.g.
         H&E); the nucleus label image at level 0, when the region has one.
     """
-    # lazy: the detection pipeline loads numba, and `napari-gbm --help` / `info` import
-    # this module (via cli._evaluate) but must not load numba (tests/test_cli.py)
-    from napari_gbm.detect.cells import CellParams
-    from napari_gbm.detect.region import analyze_region
-
     with Slide(path, mpp=mpp) as slide:
         w, h = slide.dimensions
         region = analyze_region(

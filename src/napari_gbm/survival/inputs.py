@@ -17,7 +17,8 @@ from typing import Any
 
 import pandas as pd
 
-from napari_gbm.survival.stratify import DEFAULT_COVARIATES, MAX_LEVELS, load_table
+from napari_gbm.survival.stratify_params import DEFAULT_COVARIATES
+from napari_gbm.survival.table_input import MAX_LEVELS, load_table
 
 __all__ = [
     "ColumnChoices",
@@ -30,7 +31,7 @@ __all__ = [
 
 
 def read_table(path: Path, what: str) -> pd.DataFrame:
-    """A table read by :func:`~napari_gbm.survival.stratify.load_table`.
+    """A table read by :func:`~napari_gbm.survival.table_input.load_table`.
 
     Parameters
     ----------

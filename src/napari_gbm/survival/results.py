@@ -24,12 +24,8 @@ import pandas as pd
 
 from napari_gbm.io import read_csv
 from napari_gbm.survival.km import kaplan_meier
-from napari_gbm.survival.stratify import (
-    _fmt,
-    event_indicator,
-    numeric_values,
-    reported_hazard_ratios,
-)
+from napari_gbm.survival.stratify_report import format_value, reported_hazard_ratios
+from napari_gbm.survival.table_input import event_indicator, numeric_values
 
 __all__ = [
     "CohortResults",
@@ -226,7 +222,7 @@ def summary_text(metrics: dict[str, Any]) -> str:
     groups = ", ".join(f"{n} n={c}" for n, c in zip(rg["names"], rg["counts"], strict=True))
     lines = [
         f"patients: {metrics['n']}, events: {metrics['n_events']}",
-        f"C-index (in-sample, Harrell): {_fmt(metrics['c_index'], '.3f')}",
+        f"C-index (in-sample, Harrell): {format_value(metrics['c_index'], '.3f')}",
     ]
     if metrics.get("cv_c_index_mean") is not None:
         lines.append(
@@ -269,7 +265,7 @@ def hazard_ratio_rows(summary: pd.DataFrame) -> list[list[str]]:
     list of list of str
         Per covariate: its name, the hazard ratio, the 95 % interval, what the ratio is
         per (an SD, yes vs no, a category vs the reference) and the p value, as
-        :func:`~napari_gbm.survival.stratify.reported_hazard_ratios` reports them.
+        :func:`~napari_gbm.survival.stratify_report.reported_hazard_ratios` reports them.
     """
     # lazy: survival.plots loads matplotlib, and the Cohort dock imports this module
     from napari_gbm.survival.plots import format_p

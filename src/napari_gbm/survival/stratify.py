@@ -35,47 +35,27 @@ import numpy as np
 import pandas as pd
 
 from napari_gbm import __version__
-from napari_gbm.survival.bags import DEFAULT_TILE_FEATURES, TileBags, tile_bags
+from napari_gbm.survival.bags import TileBags, tile_bags
 from napari_gbm.survival.logrank import logrank_test
 from napari_gbm.survival.patients import aggregate_patients, join_clinical
 from napari_gbm.survival.stratify_params import (
-    CUTOFFS,
     DEFAULT_COVARIATES,
-    MODELS,
     StratifyParams,
 )
 from napari_gbm.survival.stratify_report import (
-    _fmt,  # noqa: F401  (read by survival.results)
     cox_summary_table,
-    reported_hazard_ratios,
     write_outputs,
 )
 from napari_gbm.survival.table_input import (
-    EVENT_WORDS,
-    MAX_LEVELS,
     column_sources,
     covariate_values,
     encode_covariates,
     event_indicator,
-    load_table,
     numeric_values,
     require_columns,
 )
 
-__all__ = [
-    "CUTOFFS",
-    "DEFAULT_COVARIATES",
-    "DEFAULT_TILE_FEATURES",
-    "EVENT_WORDS",
-    "MAX_LEVELS",
-    "MODELS",
-    "StratifyParams",
-    "event_indicator",
-    "load_table",
-    "numeric_values",
-    "reported_hazard_ratios",
-    "run_stratify",
-]
+__all__ = ["run_stratify"]
 
 
 @dataclass

@@ -40,7 +40,13 @@ import pandas as pd
 
 from napari_gbm.io import write_csv, write_json, write_parquet
 
-__all__ = ["cox_summary_table", "render_report", "reported_hazard_ratios", "write_outputs"]
+__all__ = [
+    "cox_summary_table",
+    "format_value",
+    "render_report",
+    "reported_hazard_ratios",
+    "write_outputs",
+]
 
 
 def cox_summary_table(
@@ -181,7 +187,20 @@ def write_outputs(
     write_json(metrics, out / "metrics.json")
 
 
-def _fmt(v: Any, spec: str = ".3g") -> str:
+def format_value(v: Any, spec: str = ".3g") -> str:
+    """A number of the report (and of the Cohort dock's summary), or "n/a" when missing.
+
+    Parameters
+    ----------
+    v : number or None
+        The value.
+    spec : str, default ".3g"
+        A format specification.
+
+    Returns
+    -------
+    str
+    """
     return "n/a" if v is None else format(v, spec)
 
 
@@ -215,13 +234,13 @@ def render_report(metrics: dict[str, Any], summary: pd.DataFrame) -> str:
         )
     lines += [
         "",
-        f"- C-index (in-sample, Harrell): {_fmt(metrics['c_index'], '.3f')}",
-        f"- C-index (patient-grouped CV): {_fmt(metrics.get('cv_c_index_mean'), '.3f')} "
-        f"± {_fmt(metrics.get('cv_c_index_std'), '.3f')}",
+        f"- C-index (in-sample, Harrell): {format_value(metrics['c_index'], '.3f')}",
+        f"- C-index (patient-grouped CV): {format_value(metrics.get('cv_c_index_mean'), '.3f')} "
+        f"± {format_value(metrics.get('cv_c_index_std'), '.3f')}",
         f"- Risk groups by {rg['by']} ({rg['method']}, cuts {rg['cuts']}): "
         + ", ".join(f"{n} n={c}" for n, c in zip(rg["names"], rg["counts"], strict=True)),
-        f"- Log-rank between groups: chi² {_fmt(metrics['logrank_statistic'])}, "
-        f"p = {_fmt(metrics['logrank_p'])}",
+        f"- Log-rank between groups: chi² {format_value(metrics['logrank_statistic'])}, "
+        f"p = {format_value(metrics['logrank_p'])}",
         "",
         "| covariate | HR | 95 % CI | per | p |",
         "|---|---|---|---|---|",

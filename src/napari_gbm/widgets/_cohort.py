@@ -45,7 +45,7 @@ from napari_gbm.survival.results import (
     slide_patients,
     summary_text,
 )
-from napari_gbm.survival.stratify import CUTOFFS, DEFAULT_COVARIATES
+from napari_gbm.survival.stratify_params import CUTOFFS, DEFAULT_COVARIATES
 from napari_gbm.widgets._dock import ScrollingDock
 
 if TYPE_CHECKING:
