@@ -33,9 +33,23 @@ MAX_OUTLINE_PIXELS = 4096 * 4096
 
 @dataclass
 class RegionCells:
-    """``cells``: the cell table of the region; ``nuclei``: label image of the region at
-    ``downsample`` level-0 px per pixel with its top-left corner at level-0 ``origin``
-    (None when the region is too large to outline); ``box``: the region (x, y, w, h)."""
+    """The cells of one region of a slide, with nucleus outlines to show.
+
+    Attributes
+    ----------
+    cells : DataFrame
+        The cell table of the region (see :mod:`napari_gbm.schema`).
+    nuclei : numpy.ndarray of int, optional
+        Nucleus label image of the region at ``downsample`` level-0 px per pixel, its
+        top-left corner at level-0 ``origin``; None when the region is too large to
+        outline (over :data:`MAX_OUTLINE_PIXELS`) or outlines were not asked for.
+    origin : (float, float)
+        Top-left corner (x, y) of ``nuclei``, level-0 px.
+    downsample : float
+        Level-0 px per pixel of ``nuclei`` (the analysis resolution).
+    box : (float, float, float, float)
+        The region (x, y, width, height) in level-0 px, clipped to the slide.
+    """
 
     cells: pd.DataFrame
     nuclei: np.ndarray | None
@@ -62,14 +76,48 @@ def analyze_region(
 
     Parameters
     ----------
-    box_l0 : (x, y, width, height) in level-0 pixels; clipped to the slide.
-    polygon : (n, 2) array of (x, y) level-0 vertices, optional: keep only the cells
-        inside it (the box should contain it).
-    tiling : the grid (default: 0.5 µm/px, 1024 px tiles, the halo detection needs).
-    calibration : the *slide's* calibration (pass it when analysing many regions of one
-        slide: :func:`napari_gbm.detect.cells.slide_calibration`); None: measured from the
-        whole slide here, never from the region, so a region's cells are the cells a
+    slide : Slide
+        The slide; it needs a pixel size.
+    box_l0 : sequence of float
+        The region (x, y, width, height) in level-0 px; clipped to the slide.
+    params : CellParams, optional
+        Default: ``CellParams()``.
+    polygon : (n, 2) numpy.ndarray, optional
+        (x, y) level-0 vertices (n >= 3): keep only the cells inside it (the box should
+        contain it).
+    tiling : TilingParams, optional
+        The grid (default: 0.5 µm/px, 1024 px tiles, the halo detection needs).
+    stain_vectors : StainVectors, optional
+        Starting stain vectors (default: the preset of ``params.stain``).
+    calibration : SlideCalibration, optional
+        The *slide's* calibration (pass it when analysing many regions of one slide:
+        :func:`napari_gbm.detect.cells.slide_calibration`); None: measured from the whole
+        slide here, never from the region, so a region's cells are the cells a
         whole-slide run finds there.
+    positivity : PositivityParams, optional
+        How ``positive_class`` grades cells, as for :func:`~napari_gbm.detect.cells.analyze_cells`.
+    outlines : bool, default True
+        Segment the region once more for its nucleus outlines (``RegionCells.nuclei``).
+    progress : callable(tiles_done, tiles_total, cells_so_far), optional
+        Called after each tile.
+    cancel : callable() -> bool, optional
+        Checked before each tile; when it returns True,
+        :class:`~napari_gbm.detect.cells.Cancelled` is raised.
+
+    Returns
+    -------
+    RegionCells
+        The region's cells, with ``cell_id`` 1..n in tile order before the region's
+        selection (so not necessarily consecutive), and its outlines.
+
+    Raises
+    ------
+    SlideError
+        If the slide has no pixel size.
+    ValueError
+        If the box does not overlap the slide, or `polygon` is not an (n >= 3, 2) array.
+    Cancelled
+        When `cancel` returns True.
     """
     params = params or CellParams()
     slide.require_mpp()

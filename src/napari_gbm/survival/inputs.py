@@ -71,7 +71,25 @@ def read_table(path: Path, what: str) -> pd.DataFrame:
 @dataclass(frozen=True)
 class ColumnChoices:
     """The dock's column choices for a table (and clinical table): see
-    :func:`column_choices`."""
+    :func:`column_choices`.
+
+    Attributes
+    ----------
+    columns : list of str
+        Every column of the table, then the clinical table's others.
+    id_col : str
+        The patient id column, guessed by name (``patient_id`` first; else the first
+        column).
+    time_col, event_col : str or None
+        The follow-up time and event columns, guessed by name (``time_months``,
+        ``event`` first); None where no column looks like one.
+    group_by : list of str
+        The number and yes/no columns other than the id, time, event and ``slide_id``.
+    covariates : list of str
+        ``group_by`` and the text columns with 2 to ``MAX_LEVELS`` values.
+    default_covariates : list of str
+        The ``DEFAULT_COVARIATES`` among ``group_by``.
+    """
 
     columns: list[str]
     id_col: str

@@ -45,7 +45,21 @@ _TIME_UNITS = ("months", "days", "weeks", "years")
 # -- a finished run -----------------------------------------------------------------------
 @dataclass(frozen=True)
 class KMCurve:
-    """One risk group's Kaplan-Meier estimate (:func:`napari_gbm.survival.kaplan_meier`)."""
+    """One risk group's Kaplan-Meier estimate (:func:`napari_gbm.survival.kaplan_meier`).
+
+    Attributes
+    ----------
+    name : str
+        The risk group's name.
+    n : int
+        Patients in the group.
+    n_events : int
+        Events (deaths) observed among them.
+    table : DataFrame
+        :func:`~napari_gbm.survival.km.kaplan_meier`'s table: ``time`` (in the unit of
+        the run's time column), ``n_at_risk``, ``n_events``, ``n_censored``,
+        ``survival``, ``ci_lower``, ``ci_upper``.
+    """
 
     name: str
     n: int
@@ -57,9 +71,21 @@ class KMCurve:
 class CohortResults:
     """A finished stratification as shown in the dock.
 
-    ``metrics`` is ``metrics.json``; ``hazard_ratios`` is ``cox_summary.csv``; ``patients``
-    is ``risk.csv`` with the patient's follow-up ``time`` and ``event`` (0/1) added;
-    ``curves`` holds one Kaplan-Meier estimate per risk group (lowest group first).
+    Attributes
+    ----------
+    out : Path
+        The run's output folder.
+    metrics : dict
+        ``metrics.json``.
+    hazard_ratios : DataFrame
+        ``cox_summary.csv``.
+    patients : DataFrame
+        ``risk.csv`` with the patient's follow-up ``time`` (in the unit of the run's time
+        column) and ``event`` (0/1) added.
+    curves : tuple of KMCurve
+        One Kaplan-Meier estimate per risk group (lowest group first).
+    id_col : str
+        The patient id column of ``patients``.
     """
 
     out: Path

@@ -432,7 +432,22 @@ def column_sources(
 
 
 def require_columns(df: pd.DataFrame, cols: list[str], what: str) -> None:
-    """Raise a ValueError naming the columns of ``cols`` that ``df`` (the ``what``) lacks."""
+    """Check that a table has the given columns.
+
+    Parameters
+    ----------
+    df : DataFrame
+        The table.
+    cols : list of str
+        The columns it needs.
+    what : str
+        What the table is, for the message (``"table"``).
+
+    Raises
+    ------
+    ValueError
+        Naming the columns of `cols` that `df` lacks, and the columns it has.
+    """
     missing = [c for c in cols if c not in df.columns]
     if missing:
         raise ValueError(f"the {what} has no column(s) {missing}; it has {list(df.columns)}")
