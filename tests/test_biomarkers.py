@@ -23,7 +23,7 @@ from napari_gbm.biomarkers import (
 from napari_gbm.biomarkers.heterogeneity import morans_i, spread
 from napari_gbm.biomarkers.pleomorphism import pleomorphism
 from napari_gbm.detect.cells import CellParams
-from napari_gbm.outputs import is_complete
+from napari_gbm.outputs import OUTPUT_FILES, is_complete
 from napari_gbm.pipeline import AnalyzeParams, analyze_slide
 
 # ---------------------------------------------------------------- IHC scores, by hand
@@ -300,6 +300,8 @@ def test_ki67_outputs_are_consistent(ki67_run):
     assert maps["cell_density_per_mm2"].shape == maps["necrosis"].shape
     assert is_complete(out, path)
     assert not is_complete(out, out / "cells.parquet")  # another file: checksum differs
+    written = {f.name for f in out.iterdir() if f.is_file() and not f.name.startswith(".")}
+    assert written == set(OUTPUT_FILES)  # is_complete checks every file analyze writes
 
 
 @pytest.mark.slow

@@ -77,3 +77,17 @@ def test_join_clinical_checks():
     with pytest.raises(ValueError, match="has no 'patient_id'"):
         join_clinical(patients, clinical.rename(columns={"patient_id": "case"}))
     assert np.isfinite(joined["positive_percent"]).all()
+
+
+def test_join_clinical_ids_equal_as_text_are_one_patient():
+    """Ids are compared as text: a clinical table with 7 and "7" lists patient 7 twice and
+    is refused (it used to pass the check and give patient 7 two rows); the join's id column
+    is text, matching slide ids written as text."""
+    slides = _slides()
+    slides["patient_id"] = slides["patient_id"].map({"A": "7", "B": "8"})
+    patients = aggregate_patients(slides)
+    clinical = pd.DataFrame({"patient_id": [7, "7", 8], "time": [1.0, 2.0, 3.0], "event": 1})
+    with pytest.raises(ValueError, match=r"1 patients more than once: \['7'\]"):
+        join_clinical(patients, clinical)
+    joined = join_clinical(patients, clinical.iloc[[0, 2]])
+    assert joined["patient_id"].tolist() == ["7", "8"] and joined["time"].tolist() == [1.0, 3.0]

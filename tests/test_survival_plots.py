@@ -119,3 +119,22 @@ def test_plots_do_not_use_pyplot(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (tmp_path / "k.png").is_file()
+
+
+def test_km_plot_without_events_draws_the_curves(tmp_path: Path) -> None:
+    """Groups with no event (all censored: a young cohort) still get their curves, flat at
+    1 with censoring ticks; the legend says why there is no log-rank p instead of the whole
+    plot failing (logrank_test refuses data without events)."""
+    from matplotlib.figure import Figure
+
+    from napari_gbm.survival.plots import draw_km
+
+    time, _, groups = _cohort()
+    none = np.zeros_like(time, dtype=int)
+    out = km_plot(time, none, groups, tmp_path / "none.png")
+    assert _pixels(out).std() > 20
+    codes = np.unique(groups, return_inverse=True)[1]
+    ax, _ = draw_km(Figure(), time, none, codes, ["a", "b", "c"])
+    assert ax.get_legend().get_title().get_text() == "log-rank: no events"
+    ax, _ = draw_km(Figure(), time, np.ones_like(none), codes, ["a", "b", "c"])
+    assert ax.get_legend().get_title().get_text().startswith("log-rank p = ")

@@ -35,7 +35,14 @@ __all__ = [
 #: hidden temporary names of the atomic writers (io.atomic_path) and the cell streamer
 LEFTOVER_PATTERNS = (".*.tmp", ".cells-*")
 #: files of a complete analysis folder; summary.json is written last and marks completion
-OUTPUT_FILES = ("cells.parquet", "tiles.parquet", "maps.npz", "overview.png", "summary.json")
+OUTPUT_FILES = (
+    "cells.parquet",
+    "tiles.parquet",
+    "maps.npz",
+    "overview.png",
+    "tissue_mask.png",
+    "summary.json",
+)
 
 
 def check_output_folder(path: str | os.PathLike[str], what: str = "--out") -> Path:

@@ -207,16 +207,17 @@ def join_clinical(
                 f"the {name} table has no {id_col!r} column; it has {list(df.columns)}. "
                 f"Name the patient id column {id_col!r} (or pass its name)."
             )
-    dup = clinical[id_col][clinical[id_col].duplicated()].unique().tolist()
+    left = patients.copy()
+    right = clinical.copy()
+    left[id_col] = left[id_col].astype(str)
+    right[id_col] = right[id_col].astype(str)
+    # after the conversion: ids 1 and "1" are one patient, and would give two rows
+    dup = right[id_col][right[id_col].duplicated()].unique().tolist()
     if dup:
         raise ValueError(
             f"the clinical table lists {len(dup)} patients more than once: {dup[:10]}; "
             "keep one row per patient"
         )
-    left = patients.copy()
-    right = clinical.copy()
-    left[id_col] = left[id_col].astype(str)
-    right[id_col] = right[id_col].astype(str)
     no_clinical = sorted(set(left[id_col]) - set(right[id_col]))
     no_slides = sorted(set(right[id_col]) - set(left[id_col]))
     if no_clinical:

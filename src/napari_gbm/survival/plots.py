@@ -233,8 +233,10 @@ def draw_km(
         )
     legend_title = None
     if k > 1 and len(np.unique(codes)) > 1:
-        result = logrank_test(t, e, codes)
-        legend_title = f"log-rank p = {format_p(result.p_value)}"
+        if np.any(e):
+            legend_title = f"log-rank p = {format_p(logrank_test(t, e, codes).p_value)}"
+        else:  # the curves still show follow-up; a test needs an event
+            legend_title = "log-rank: no events"
     ax.legend(title=legend_title, loc="best", fontsize="small", title_fontsize="small")
     ax.set_ylim(0.0, 1.05)
     ax.set_xlim(0.0, t_max * 1.02)
