@@ -69,32 +69,6 @@ class CellParams:
     explicitly; the threads left over (``n_threads // n_workers``) then go to the feature
     kernels inside each tile (``n_workers=1, n_threads=4``: one tile at a time, kernels on
     4 threads). Neither changes any result.
-
-    Attributes
-    ----------
-    stain : {"he", "hdab"}, default "he"
-        The staining: H&E or H-DAB (hematoxylin and DAB); picks the preset stain vectors.
-    nucleus : NucleusParams
-        Nucleus detection parameters (lengths in µm, areas in µm²).
-    calibration : CalibrationParams
-        How the slide's stain vectors, white point and contrast level are measured.
-    texture : bool, default True
-        Compute Haralick texture of the nucleus hematoxylin OD (quantised over
-        :data:`HARALICK_OD_LIMITS`, OD); False leaves those columns NaN.
-    neighbourhood_radius_um : float, default 50.0
-        Disc radius of the local cell density, µm.
-    neighbourhood_max_edge_um : float, default 50.0
-        Delaunay edges longer than this (µm) do not count as neighbours.
-    n_threads : int, default 1
-        Threads a run uses, >= 1.
-    n_workers : int, optional
-        Tiles analysed at once, >= 1; default ``n_threads``.
-
-    Raises
-    ------
-    ValueError
-        If `stain` is not ``"he"`` or ``"hdab"``, or `n_threads` / `n_workers` is not an
-        integer >= 1.
     """
 
     stain: str = "he"
@@ -157,36 +131,9 @@ def slide_calibration(
     stain_vectors: StainVectors | None = None,
     given: SlideCalibration | None = None,
 ) -> SlideCalibration | None:
-    """The calibration a run uses.
-
-    Parameters
-    ----------
-    slide : Slide
-        The slide, sampled when its calibration is measured here.
-    params : CellParams
-        Its ``stain``, ``nucleus`` and ``calibration`` parameters are used.
-    target_mpp : float
-        Pixel size of the analysis, µm/px.
-    tissue : TissueMask, optional
-        The slide's tissue, where the calibration sample is taken; None: detected with
-        the default parameters.
-    stain_vectors : StainVectors, optional
-        The starting stain vectors; default: the preset of ``params.stain``.
-    given : SlideCalibration, optional
-        A calibration passed in by the user: returned as it is.
-
-    Returns
-    -------
-    SlideCalibration or None
-        `given` if any, else the slide's own
-        (:func:`~napari_gbm.detect.calibration.calibrate_slide`), or None when
-        ``params.calibration.enabled`` is False.
-
-    Raises
-    ------
-    SlideError
-        If the calibration is measured and the slide has no pixel size.
-    """
+    """The calibration a run uses: ``given`` (passed in by the user) if any, else the
+    slide's own (:func:`~napari_gbm.detect.calibration.calibrate_slide`, with ``stain_vectors``
+    or the stain's preset as the starting vectors), or None when calibration is off."""
     if given is not None:
         return given
     if not params.calibration.enabled:
@@ -291,39 +238,10 @@ def analyze_cells_to_parquet(
     tissue: TissueMask | None = None,
     row_group_rows: int = 65_536,
 ) -> np.ndarray:
-    """Like :func:`analyze_cells`, but streamed to a Parquet file.
-
-    Memory holds one tile's cells plus the centroids of all (for the neighbourhood
-    features), whatever the slide size. The file appears only when complete (atomic).
-
-    Parameters
-    ----------
-    slide : Slide
-        The slide.
-    grid : TileGrid
-        The tile grid; its selected tiles are analysed.
-    path : str or Path
-        The Parquet file to write (replaced if it exists).
-    params : CellParams, optional
-        Default: ``CellParams()``.
-    stain_vectors, calibration, slide_id, positivity, progress, cancel, tissue
-        As for :func:`analyze_cells`.
-    metadata : dict, optional
-        JSON-able run metadata, stored in the file's schema under ``METADATA_KEY``.
-    row_group_rows : int, default 65536
-        About this many rows per Parquet row group.
-
-    Returns
-    -------
-    numpy.ndarray of int64
-        The cells per tile, indexed by ``tile_id`` (one entry per tile of `grid`, 0 for
-        tiles not selected).
-
-    Raises
-    ------
-    Cancelled
-        When `cancel` returns True; no file is written.
-    """
+    """Like :func:`analyze_cells`, but streamed to a Parquet file: memory holds one tile's
+    cells plus the centroids of all (for the neighbourhood features), whatever the slide
+    size. The file appears only when complete (atomic). Returns the cells per tile
+    (an array indexed by ``tile_id``)."""
     params = params or CellParams()
     stains, cal = _stains_and_calibration(slide, grid, params, stain_vectors, calibration)
     names = stains.names[:2]

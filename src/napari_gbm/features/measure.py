@@ -76,27 +76,7 @@ POSITION_COLUMNS = (
 
 
 def column_name(base: str, kind: str, mpp: float | None) -> str:
-    """The table column of a morphology measurement, with its unit suffix.
-
-    ``area`` -> ``area_px`` / ``area_um2``, ``perimeter`` -> ``perimeter_px`` /
-    ``perimeter_um``.
-
-    Parameters
-    ----------
-    base : str
-        The measurement's name (``"area"``).
-    kind : str
-        Its unit kind, as in :data:`MORPHOLOGY_COLUMNS`: ``"area"``, ``"length"`` or ``""``
-        (unitless: `base` is returned as it is).
-    mpp : float or None
-        Pixel size, µm/px; None: the measurement is in pixels.
-
-    Returns
-    -------
-    str
-        `base` plus ``_px`` without `mpp`, else ``_um2`` for an area and ``_um`` for a
-        length.
-    """
+    """``area`` -> ``area_px`` / ``area_um2``, ``perimeter`` -> ``perimeter_px`` / ``_um``."""
     if not kind:
         return base
     if mpp is None:
@@ -107,23 +87,7 @@ def column_name(base: str, kind: str, mpp: float | None) -> str:
 def table_schema(
     mpp: float | None, image_names: list[str], stats: tuple[str, ...] = INTENSITY_FIELDS
 ) -> dict[str, np.dtype]:
-    """Column names and dtypes of :func:`measure_cells`' table, in order.
-
-    Parameters
-    ----------
-    mpp : float or None
-        Pixel size, µm/px; decides the unit suffixes (:func:`column_name`).
-    image_names : list of str
-        The intensity images, in order.
-    stats : tuple of str, default INTENSITY_FIELDS
-        The intensity statistics reported per image, in table order.
-
-    Returns
-    -------
-    dict of str to numpy.dtype
-        ``label``, the position columns (int64 bbox, float64 centroids), the morphology
-        columns and ``<image>_<statistic>`` per image and statistic (float64).
-    """
+    """Column names and dtypes of :func:`measure_cells`' table, in order."""
     schema: dict[str, np.dtype] = {"label": np.dtype(np.int64)}
     for name in POSITION_COLUMNS:
         schema[name] = np.dtype(np.int64 if name.startswith("bbox") else np.float64)
@@ -139,27 +103,7 @@ def table_schema(
 
 
 def validate_labels(labels: ArrayLike, what: str = "labels") -> np.ndarray:
-    """Check a label image.
-
-    Parameters
-    ----------
-    labels : (H, W) array_like of int
-        The label image, 0 = background.
-    what : str, default "labels"
-        Its name, for messages.
-
-    Returns
-    -------
-    numpy.ndarray
-        `labels` as an array (not copied when it is one), 2-D, integer, non-negative and
-        int64-compatible.
-
-    Raises
-    ------
-    ValueError
-        If `labels` is not 2-D, not of an integer dtype, has negative values or values
-        above ``2**63 - 1``.
-    """
+    """A 2-D, non-negative integer label image (as an int64-compatible array)."""
     arr = np.asarray(labels)
     if arr.ndim != 2:
         raise ValueError(f"{what} must be a 2-D label image, got {arr.ndim} dimensions")
@@ -180,27 +124,8 @@ def validate_labels(labels: ArrayLike, what: str = "labels") -> np.ndarray:
 def validate_images(
     images: Mapping[str, ArrayLike] | None, shape: tuple[int, ...]
 ) -> dict[str, np.ndarray]:
-    """Check intensity images against the label image.
-
-    Parameters
-    ----------
-    images : dict of str to (H, W) array_like, or None
-        Intensity images by name (e.g. stain optical densities, OD).
-    shape : tuple of int
-        The label image's shape ``(H, W)``.
-
-    Returns
-    -------
-    dict of str to numpy.ndarray
-        The images, in the given order, as C-contiguous float32 or float64 (integer and
-        boolean images become float64), all finite; empty for None.
-
-    Raises
-    ------
-    ValueError
-        If `images` is not a mapping, a name is not a non-empty string, or an image is
-        not 2-D, not of `shape`, not real-valued, or holds NaN or infinite values.
-    """
+    """Intensity images as C-contiguous float32 or float64 (other types become float64),
+    finite, checked against the label image's shape."""
     if images is None:
         return {}
     if not isinstance(images, Mapping):
@@ -228,23 +153,6 @@ def validate_images(
 
 
 def validate_mpp(mpp: float | None) -> float | None:
-    """Check a pixel size.
-
-    Parameters
-    ----------
-    mpp : float or None
-        Pixel size, µm/px; None: measurements in pixels.
-
-    Returns
-    -------
-    float or None
-        `mpp` as a float, or None.
-
-    Raises
-    ------
-    ValueError
-        If `mpp` is not a positive finite number.
-    """
     if mpp is None:
         return None
     value = float(mpp)
@@ -254,23 +162,7 @@ def validate_mpp(mpp: float | None) -> float | None:
 
 
 def validate_stats(stats: Iterable[str] | None) -> tuple[str, ...]:
-    """Check the requested intensity statistics.
-
-    Parameters
-    ----------
-    stats : iterable of str, str or None
-        Names from ``INTENSITY_FIELDS`` (a single string is one name); None: all.
-
-    Returns
-    -------
-    tuple of str
-        The requested statistics in table order (``INTENSITY_FIELDS``' order), each once.
-
-    Raises
-    ------
-    ValueError
-        If a name is not one of ``INTENSITY_FIELDS``.
-    """
+    """Requested intensity statistics in table order (all of them for None)."""
     if stats is None:
         return INTENSITY_FIELDS
     requested = [stats] if isinstance(stats, str) else list(stats)
@@ -283,23 +175,6 @@ def validate_stats(stats: Iterable[str] | None) -> tuple[str, ...]:
 
 
 def validate_threads(n_threads: int) -> int:
-    """Check a thread count.
-
-    Parameters
-    ----------
-    n_threads : int
-        Threads for the per-object kernels.
-
-    Returns
-    -------
-    int
-        `n_threads` as a Python int.
-
-    Raises
-    ------
-    ValueError
-        If `n_threads` is not an integer (booleans included) or is below 1.
-    """
     if isinstance(n_threads, bool) or not isinstance(n_threads, (int, np.integer)):
         raise ValueError(f"n_threads must be an integer >= 1, got {n_threads!r}")
     if n_threads < 1:
@@ -309,21 +184,7 @@ def validate_threads(n_threads: int) -> int:
 
 @contextmanager
 def numba_threads(n_threads: int) -> Iterator[bool]:
-    """Run numba's parallel kernels on ``n_threads`` threads within the block.
-
-    numba's thread count is set to `n_threads` (at most ``NUMBA_NUM_THREADS``) and
-    restored on exit; with one thread it is left alone.
-
-    Parameters
-    ----------
-    n_threads : int
-        Threads for the kernels, >= 1.
-
-    Yields
-    ------
-    bool
-        Whether to run the parallel kernels (False for one thread).
-    """
+    """Run numba's parallel kernels on ``n_threads`` threads; yields whether to use them."""
     if n_threads == 1:
         yield False
         return
@@ -341,19 +202,7 @@ def numba_threads(n_threads: int) -> Iterator[bool]:
 
 @dataclass(frozen=True)
 class GroupedLabels:
-    """Objects of a label image, pixels grouped per object (see ``_morphology``).
-
-    Attributes
-    ----------
-    width : int
-        Width of the label image, px: flat pixel index = row * width + column.
-    label_values : numpy.ndarray of int64, shape (n,)
-        The label of each object, increasing.
-    order : numpy.ndarray of int32 or int64
-        Flat pixel indices, grouped by object (int64 for images of 2**31 pixels or more).
-    offsets : numpy.ndarray of int64, shape (n + 1,)
-        Object ``i``'s pixels are ``order[offsets[i]:offsets[i + 1]]``.
-    """
+    """Objects of a label image, pixels grouped per object (see ``_morphology``)."""
 
     width: int  # of the label image: flat pixel index = row * width + column
     label_values: np.ndarray  # (n,) int64, the label of each object, increasing
@@ -366,18 +215,7 @@ class GroupedLabels:
 
 
 def group_labels(labels: np.ndarray) -> GroupedLabels:
-    """List each object's pixels of a validated label image (one pass over the image).
-
-    Parameters
-    ----------
-    labels : (H, W) numpy.ndarray of int
-        A label image checked by :func:`validate_labels`, 0 = background.
-
-    Returns
-    -------
-    GroupedLabels
-        Every label present, in increasing order, with its pixels.
-    """
+    """List each object's pixels of a validated label image (one pass over the image)."""
     flat = labels.reshape(-1)
     starts, lengths, values = label_runs(flat)
     if values.size == 0:
@@ -405,23 +243,7 @@ def group_labels(labels: np.ndarray) -> GroupedLabels:
 def morphology_columns(
     grouped: GroupedLabels, mpp: float | None, parallel: bool
 ) -> dict[str, np.ndarray]:
-    """Position and morphology columns (see :func:`measure_cells`).
-
-    Parameters
-    ----------
-    grouped : GroupedLabels
-        The objects.
-    mpp : float or None
-        Pixel size, µm/px: lengths in µm and areas in µm²; None: both in px.
-    parallel : bool
-        Whether to run numba's parallel kernel (see :func:`numba_threads`).
-
-    Returns
-    -------
-    dict of str to numpy.ndarray
-        One value per object: the position columns (centroids and half-open bbox, px)
-        and the morphology columns named by :func:`column_name`.
-    """
+    """Position and morphology columns (see :func:`measure_cells`)."""
     out_int, out_float = shape_features(
         grouped.width, grouped.order, grouped.offsets, parallel=parallel
     )
@@ -479,25 +301,7 @@ def intensity_columns(
     parallel: bool,
     stats: tuple[str, ...] = INTENSITY_FIELDS,
 ) -> dict[str, np.ndarray]:
-    """``<image>_<statistic>`` columns for every (validated) image.
-
-    Parameters
-    ----------
-    grouped : GroupedLabels
-        The objects.
-    images : dict of str to (H, W) numpy.ndarray
-        Intensity images checked by :func:`validate_images` (e.g. stain OD).
-    parallel : bool
-        Whether to run numba's parallel kernel (see :func:`numba_threads`).
-    stats : tuple of str, default INTENSITY_FIELDS
-        The statistics to compute (checked by :func:`validate_stats`).
-
-    Returns
-    -------
-    dict of str to numpy.ndarray
-        One value per object for each image and statistic, images in the given order
-        and statistics in ``INTENSITY_FIELDS``' order; intensities in the images' units.
-    """
+    """``<image>_<statistic>`` columns for every (validated) image."""
     columns = {}
     for name, image in images.items():
         values = intensity_features(
@@ -585,30 +389,8 @@ def measure_validated(
     morphology: bool = True,
     stats: tuple[str, ...] = INTENSITY_FIELDS,
 ) -> pd.DataFrame:
-    """:func:`measure_cells` on validated inputs.
-
-    Parameters
-    ----------
-    labels : (H, W) numpy.ndarray of int
-        Label image checked by :func:`validate_labels`, 0 = background.
-    images : dict of str to (H, W) numpy.ndarray
-        Intensity images checked by :func:`validate_images`.
-    mpp : float or None
-        Pixel size, µm/px, checked by :func:`validate_mpp`; None: lengths and areas in
-        px.
-    n_threads : int
-        Threads for the kernels, checked by :func:`validate_threads`.
-    morphology : bool, default True
-        False keeps only ``label`` and the intensity columns.
-    stats : tuple of str, default INTENSITY_FIELDS
-        The intensity statistics, checked by :func:`validate_stats`.
-
-    Returns
-    -------
-    pandas.DataFrame
-        :func:`measure_cells`' table (less the position and morphology columns for
-        ``morphology=False``), columns in :func:`table_schema`'s order and dtypes.
-    """
+    """:func:`measure_cells` on validated inputs; ``morphology=False`` keeps only
+    ``label`` and the intensity columns."""
     schema = table_schema(mpp, list(images), stats)
     grouped = group_labels(labels)
     columns: dict[str, np.ndarray] = {"label": grouped.label_values}
