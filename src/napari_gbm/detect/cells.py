@@ -35,24 +35,19 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from napari_gbm.biomarkers.ihc import NOT_APPLICABLE, PositivityParams, positive_class
+from napari_gbm.biomarkers.ihc import PositivityParams
+from napari_gbm.detect._tile_cells import grade, tile_cells
 from napari_gbm.detect.calibration import CalibrationParams, SlideCalibration, calibrate_slide
 from napari_gbm.detect.nucleus_params import NucleusParams, halo_um
-from napari_gbm.detect.segment import segment_nuclei
 from napari_gbm.detect.stain import StainVectors, stain_preset
-from napari_gbm.features.compartments import measure_compartments
 from napari_gbm.features.neighbourhood import NEIGHBOURHOOD_COLUMNS, neighbourhood_features
-from napari_gbm.features.texture import haralick_features
 from napari_gbm.io import METADATA_KEY, atomic_path, metadata_json
-from napari_gbm.schema import HARALICK, conform_cell_table, empty_cell_table
+from napari_gbm.schema import conform_cell_table, empty_cell_table
 from napari_gbm.wsi.slide import Slide
 from napari_gbm.wsi.tiling import TileGrid, read_tile
 from napari_gbm.wsi.tissue import TissueMask
 
 __all__ = ["Cancelled", "CellParams", "analyze_cells", "needed_overlap_px", "slide_calibration"]
-
-#: Haralick texture on nucleus hematoxylin OD quantised over this range (OD units).
-HARALICK_OD_LIMITS = (0.0, 2.0)
 
 
 class Cancelled(Exception):
@@ -69,6 +64,32 @@ class CellParams:
     explicitly; the threads left over (``n_threads // n_workers``) then go to the feature
     kernels inside each tile (``n_workers=1, n_threads=4``: one tile at a time, kernels on
     4 threads). Neither changes any result.
+
+    Attributes
+    ----------
+    stain : {"he", "hdab"}, default "he"
+        The staining: H&E or H-DAB (hematoxylin and DAB); picks the preset stain vectors.
+    nucleus : NucleusParams
+        Nucleus detection parameters (lengths in µm, areas in µm²).
+    calibration : CalibrationParams
+        How the slide's stain vectors, white point and contrast level are measured.
+    texture : bool, default True
+        Compute Haralick texture of the nucleus hematoxylin OD (quantised over
+        :data:`HARALICK_OD_LIMITS`, OD); False leaves those columns NaN.
+    neighbourhood_radius_um : float, default 50.0
+        Disc radius of the local cell density, µm.
+    neighbourhood_max_edge_um : float, default 50.0
+        Delaunay edges longer than this (µm) do not count as neighbours.
+    n_threads : int, default 1
+        Threads a run uses, >= 1.
+    n_workers : int, optional
+        Tiles analysed at once, >= 1; default ``n_threads``.
+
+    Raises
+    ------
+    ValueError
+        If `stain` is not ``"he"`` or ``"hdab"``, or `n_threads` / `n_workers` is not an
+        integer >= 1.
     """
 
     stain: str = "he"
@@ -131,9 +152,36 @@ def slide_calibration(
     stain_vectors: StainVectors | None = None,
     given: SlideCalibration | None = None,
 ) -> SlideCalibration | None:
-    """The calibration a run uses: ``given`` (passed in by the user) if any, else the
-    slide's own (:func:`~napari_gbm.detect.calibration.calibrate_slide`, with ``stain_vectors``
-    or the stain's preset as the starting vectors), or None when calibration is off."""
+    """The calibration a run uses.
+
+    Parameters
+    ----------
+    slide : Slide
+        The slide, sampled when its calibration is measured here.
+    params : CellParams
+        Its ``stain``, ``nucleus`` and ``calibration`` parameters are used.
+    target_mpp : float
+        Pixel size of the analysis, µm/px.
+    tissue : TissueMask, optional
+        The slide's tissue, where the calibration sample is taken; None: detected with
+        the default parameters.
+    stain_vectors : StainVectors, optional
+        The starting stain vectors; default: the preset of ``params.stain``.
+    given : SlideCalibration, optional
+        A calibration passed in by the user: returned as it is.
+
+    Returns
+    -------
+    SlideCalibration or None
+        `given` if any, else the slide's own
+        (:func:`~napari_gbm.detect.calibration.calibrate_slide`), or None when
+        ``params.calibration.enabled`` is False.
+
+    Raises
+    ------
+    SlideError
+        If the calibration is measured and the slide has no pixel size.
+    """
     if given is not None:
         return given
     if not params.calibration.enabled:
@@ -238,10 +286,39 @@ def analyze_cells_to_parquet(
     tissue: TissueMask | None = None,
     row_group_rows: int = 65_536,
 ) -> np.ndarray:
-    """Like :func:`analyze_cells`, but streamed to a Parquet file: memory holds one tile's
-    cells plus the centroids of all (for the neighbourhood features), whatever the slide
-    size. The file appears only when complete (atomic). Returns the cells per tile
-    (an array indexed by ``tile_id``)."""
+    """Like :func:`analyze_cells`, but streamed to a Parquet file.
+
+    Memory holds one tile's cells plus the centroids of all (for the neighbourhood
+    features), whatever the slide size. The file appears only when complete (atomic).
+
+    Parameters
+    ----------
+    slide : Slide
+        The slide.
+    grid : TileGrid
+        The tile grid; its selected tiles are analysed.
+    path : str or Path
+        The Parquet file to write (replaced if it exists).
+    params : CellParams, optional
+        Default: ``CellParams()``.
+    stain_vectors, calibration, slide_id, positivity, progress, cancel, tissue
+        As for :func:`analyze_cells`.
+    metadata : dict, optional
+        JSON-able run metadata, stored in the file's schema under ``METADATA_KEY``.
+    row_group_rows : int, default 65536
+        About this many rows per Parquet row group.
+
+    Returns
+    -------
+    numpy.ndarray of int64
+        The cells per tile, indexed by ``tile_id`` (one entry per tile of `grid`, 0 for
+        tiles not selected).
+
+    Raises
+    ------
+    Cancelled
+        When `cancel` returns True; no file is written.
+    """
     params = params or CellParams()
     stains, cal = _stains_and_calibration(slide, grid, params, stain_vectors, calibration)
     names = stains.names[:2]
@@ -341,7 +418,7 @@ def _cell_parts(
 
     def analyse(tile: Any) -> pd.DataFrame:
         rgb = read_tile(slide, grid, tile._asdict())
-        part = _tile_cells(rgb, tile, grid, stains, params, calibration)
+        part = tile_cells(rgb, tile, grid, stains, params, calibration)
         if tissue is not None and len(part):
             keep = tissue.on_tissue(
                 part["centroid_x_px"].to_numpy(), part["centroid_y_px"].to_numpy()
@@ -365,7 +442,7 @@ def _cell_parts(
                 },
                 index=part.index,
             )
-            empty["positive_class"] = _grade(part, positivity or PositivityParams())
+            empty["positive_class"] = grade(part, positivity or PositivityParams())
             part = conform_cell_table(pd.concat([part, empty], axis=1), names)
             n_cells += n
             yield part
@@ -416,64 +493,3 @@ def _in_order(
             yield result
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _grade(part: pd.DataFrame, positivity: PositivityParams) -> np.ndarray:
-    if positivity.column not in part:
-        return np.full(len(part), NOT_APPLICABLE, np.int8)
-    return positive_class(part[positivity.column].to_numpy(), positivity.thresholds)
-
-
-def _tile_cells(
-    rgb: np.ndarray,
-    tile: Any,
-    grid: TileGrid,
-    stains: StainVectors,
-    params: CellParams,
-    calibration: SlideCalibration | None = None,
-) -> pd.DataFrame:
-    mpp = grid.effective_mpp
-    seg = segment_nuclei(rgb, mpp, stains, params.nucleus, calibration)
-    if int(seg.nuclei.max(initial=0)) == 0:
-        return pd.DataFrame()
-    images = {name: seg.stains[name] for name in stains.names[:2]}
-    table = measure_compartments(
-        seg.nuclei, seg.cells, images, mpp=mpp, n_threads=params.kernel_threads
-    )
-    if params.texture:
-        tex = haralick_features(
-            seg.nuclei,
-            seg.stains["hematoxylin"],
-            grey_limits=HARALICK_OD_LIMITS,
-            n_threads=params.kernel_threads,
-            prefix="nucleus_",
-        )
-        table = table.merge(tex, on="label", how="left")
-    else:  # the columns stay, empty: one schema whatever the options
-        names = [f"nucleus_haralick_{f}_{agg}" for f in HARALICK for agg in ("mean", "range")]
-        empty = pd.DataFrame(np.nan, index=table.index, columns=names, dtype=np.float32)
-        table = pd.concat([table, empty], axis=1)
-    # tile pixels -> level-0 pixels of the slide (pixel centres: +0.5 before scaling)
-    x0, y0 = float(tile.x0_px), float(tile.y0_px)
-    s = grid.scale
-    cx = x0 + (table["centroid_x_px"].to_numpy() + 0.5) * s - 0.5
-    cy = y0 + (table["centroid_y_px"].to_numpy() + 0.5) * s - 0.5
-    own = (
-        (cx >= tile.core_x0_px)
-        & (cx < tile.core_x1_px)
-        & (cy >= tile.core_y0_px)
-        & (cy < tile.core_y1_px)
-    )
-    table = table.loc[own].copy()
-    table["centroid_x_px"] = cx[own]
-    table["centroid_y_px"] = cy[own]
-    table["tile_id"] = np.int64(tile.tile_id)
-    # measurements as float32 right away: the per-tile parts of a whole slide add up
-    # (the schema stores them so anyway; coordinates stay float64)
-    measures = [
-        c
-        for c in table.columns
-        if table[c].dtype == np.float64 and c not in ("centroid_x_px", "centroid_y_px")
-    ]
-    table[measures] = table[measures].astype(np.float32)
-    return table.drop(columns=["label"])

@@ -14,13 +14,13 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from napari_gbm.features.measure import (
-    measure_validated,
+from napari_gbm.features._labels import (
     validate_images,
     validate_labels,
     validate_mpp,
     validate_threads,
 )
+from napari_gbm.features.measure import measure_validated
 
 __all__ = ["measure_compartments"]
 

@@ -24,26 +24,28 @@ eccentricity 0, orientation -pi/4, axis lengths 0 and minor_major_axis_ratio 1.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 
-import numba
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
 from napari_gbm.features._intensity import (
     INTENSITY_FIELDS,
-    all_finite,
     intensity_features,
 )
+from napari_gbm.features._labels import (
+    GroupedLabels,
+    group_labels,
+    numba_threads,
+    validate_images,
+    validate_labels,
+    validate_mpp,
+    validate_stats,
+    validate_threads,
+)
 from napari_gbm.features._morphology import (
-    group_runs,
-    label_runs,
-    run_pixel_counts,
     shape_features,
-    value_range,
 )
 
 __all__ = ["measure_cells"]
@@ -76,7 +78,27 @@ POSITION_COLUMNS = (
 
 
 def column_name(base: str, kind: str, mpp: float | None) -> str:
-    """``area`` -> ``area_px`` / ``area_um2``, ``perimeter`` -> ``perimeter_px`` / ``_um``."""
+    """The table column of a morphology measurement, with its unit suffix.
+
+    ``area`` -> ``area_px`` / ``area_um2``, ``perimeter`` -> ``perimeter_px`` /
+    ``perimeter_um``.
+
+    Parameters
+    ----------
+    base : str
+        The measurement's name (``"area"``).
+    kind : str
+        Its unit kind, as in :data:`MORPHOLOGY_COLUMNS`: ``"area"``, ``"length"`` or ``""``
+        (unitless: `base` is returned as it is).
+    mpp : float or None
+        Pixel size, µm/px; None: the measurement is in pixels.
+
+    Returns
+    -------
+    str
+        `base` plus ``_px`` without `mpp`, else ``_um2`` for an area and ``_um`` for a
+        length.
+    """
     if not kind:
         return base
     if mpp is None:
@@ -87,7 +109,23 @@ def column_name(base: str, kind: str, mpp: float | None) -> str:
 def table_schema(
     mpp: float | None, image_names: list[str], stats: tuple[str, ...] = INTENSITY_FIELDS
 ) -> dict[str, np.dtype]:
-    """Column names and dtypes of :func:`measure_cells`' table, in order."""
+    """Column names and dtypes of :func:`measure_cells`' table, in order.
+
+    Parameters
+    ----------
+    mpp : float or None
+        Pixel size, µm/px; decides the unit suffixes (:func:`column_name`).
+    image_names : list of str
+        The intensity images, in order.
+    stats : tuple of str, default INTENSITY_FIELDS
+        The intensity statistics reported per image, in table order.
+
+    Returns
+    -------
+    dict of str to numpy.dtype
+        ``label``, the position columns (int64 bbox, float64 centroids), the morphology
+        columns and ``<image>_<statistic>`` per image and statistic (float64).
+    """
     schema: dict[str, np.dtype] = {"label": np.dtype(np.int64)}
     for name in POSITION_COLUMNS:
         schema[name] = np.dtype(np.int64 if name.startswith("bbox") else np.float64)
@@ -102,148 +140,26 @@ def table_schema(
 # --- validation -------------------------------------------------------------------------
 
 
-def validate_labels(labels: ArrayLike, what: str = "labels") -> np.ndarray:
-    """A 2-D, non-negative integer label image (as an int64-compatible array)."""
-    arr = np.asarray(labels)
-    if arr.ndim != 2:
-        raise ValueError(f"{what} must be a 2-D label image, got {arr.ndim} dimensions")
-    if arr.dtype.kind not in "iu":
-        raise ValueError(
-            f"{what} must have an integer dtype (0 = background), got {arr.dtype}; "
-            "convert masks or float images with .astype(np.int32) after labelling"
-        )
-    if arr.size:
-        lo, hi = value_range(arr.reshape(-1))
-        if lo < 0:
-            raise ValueError(f"{what} must be non-negative (0 = background), min is {lo}")
-        if hi > np.iinfo(np.int64).max:
-            raise ValueError(f"{what} values above 2**63 - 1 are not supported")
-    return arr
-
-
-def validate_images(
-    images: Mapping[str, ArrayLike] | None, shape: tuple[int, ...]
-) -> dict[str, np.ndarray]:
-    """Intensity images as C-contiguous float32 or float64 (other types become float64),
-    finite, checked against the label image's shape."""
-    if images is None:
-        return {}
-    if not isinstance(images, Mapping):
-        raise ValueError(f"images must be a dict name -> 2-D array, got {type(images).__name__}")
-    out = {}
-    for name, image in images.items():
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"image names must be non-empty strings, got {name!r}")
-        arr = np.asarray(image)
-        if arr.ndim != 2:
-            raise ValueError(f"image {name!r} must be 2-D, got {arr.ndim} dimensions")
-        if arr.shape != shape:
-            raise ValueError(f"image {name!r} has shape {arr.shape}, labels have shape {shape}")
-        if arr.dtype.kind not in "biuf":
-            raise ValueError(f"image {name!r} must be real-valued, got dtype {arr.dtype}")
-        if arr.dtype in (np.float32, np.float64):
-            # kept as it is (no float64 copy: the kernels widen each value as they read it)
-            arr = np.ascontiguousarray(arr)
-            if not all_finite(arr.reshape(-1)):
-                raise ValueError(f"image {name!r} contains NaN or infinite values")
-        else:  # integers and booleans: exact in float64, and always finite
-            arr = np.ascontiguousarray(arr, dtype=np.float64)
-        out[name] = arr
-    return out
-
-
-def validate_mpp(mpp: float | None) -> float | None:
-    if mpp is None:
-        return None
-    value = float(mpp)
-    if not np.isfinite(value) or value <= 0:
-        raise ValueError(f"mpp (µm per pixel) must be a positive number, got {mpp!r}")
-    return value
-
-
-def validate_stats(stats: Iterable[str] | None) -> tuple[str, ...]:
-    """Requested intensity statistics in table order (all of them for None)."""
-    if stats is None:
-        return INTENSITY_FIELDS
-    requested = [stats] if isinstance(stats, str) else list(stats)
-    unknown = sorted(set(requested) - set(INTENSITY_FIELDS))
-    if unknown:
-        raise ValueError(
-            f"unknown intensity statistics {unknown}; choose from {list(INTENSITY_FIELDS)}"
-        )
-    return tuple(field for field in INTENSITY_FIELDS if field in requested)
-
-
-def validate_threads(n_threads: int) -> int:
-    if isinstance(n_threads, bool) or not isinstance(n_threads, (int, np.integer)):
-        raise ValueError(f"n_threads must be an integer >= 1, got {n_threads!r}")
-    if n_threads < 1:
-        raise ValueError(f"n_threads must be >= 1, got {n_threads}")
-    return int(n_threads)
-
-
-@contextmanager
-def numba_threads(n_threads: int) -> Iterator[bool]:
-    """Run numba's parallel kernels on ``n_threads`` threads; yields whether to use them."""
-    if n_threads == 1:
-        yield False
-        return
-    previous = numba.get_num_threads()
-    max_threads = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
-    numba.set_num_threads(min(n_threads, max_threads))
-    try:
-        yield True
-    finally:
-        numba.set_num_threads(previous)
-
-
-# --- computation ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class GroupedLabels:
-    """Objects of a label image, pixels grouped per object (see ``_morphology``)."""
-
-    width: int  # of the label image: flat pixel index = row * width + column
-    label_values: np.ndarray  # (n,) int64, the label of each object, increasing
-    order: np.ndarray  # flat pixel indices, grouped by object
-    offsets: np.ndarray  # (n + 1,) int64
-
-    @property
-    def n_objects(self) -> int:
-        return int(self.label_values.size)
-
-
-def group_labels(labels: np.ndarray) -> GroupedLabels:
-    """List each object's pixels of a validated label image (one pass over the image)."""
-    flat = labels.reshape(-1)
-    starts, lengths, values = label_runs(flat)
-    if values.size == 0:
-        label_values = np.zeros(0, np.int64)
-        rows = np.zeros(0, np.int64)
-    else:
-        max_label = int(values.max())
-        if max_label <= max(values.size, 1 << 16):  # a lookup table from label to object
-            present = np.zeros(max_label + 1, np.bool_)
-            present[values] = True
-            label_values = np.flatnonzero(present).astype(np.int64)
-            row_of = np.cumsum(present, dtype=np.int64) - 1
-            rows = row_of[values]
-        else:  # huge sparse label values: number the runs' labels by sorting them
-            label_values, rows = np.unique(values, return_inverse=True)
-            rows = rows.reshape(-1).astype(np.int64)
-    counts = run_pixel_counts(lengths, rows, label_values.size)
-    offsets = np.zeros(label_values.size + 1, np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    order = np.empty(offsets[-1], np.int32 if flat.size < 2**31 else np.int64)
-    group_runs(starts, lengths, rows, offsets, order)
-    return GroupedLabels(labels.shape[1], label_values, order, offsets)
-
-
 def morphology_columns(
     grouped: GroupedLabels, mpp: float | None, parallel: bool
 ) -> dict[str, np.ndarray]:
-    """Position and morphology columns (see :func:`measure_cells`)."""
+    """Position and morphology columns (see :func:`measure_cells`).
+
+    Parameters
+    ----------
+    grouped : GroupedLabels
+        The objects.
+    mpp : float or None
+        Pixel size, µm/px: lengths in µm and areas in µm²; None: both in px.
+    parallel : bool
+        Whether to run numba's parallel kernel (see :func:`numba_threads`).
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        One value per object: the position columns (centroids and half-open bbox, px)
+        and the morphology columns named by :func:`column_name`.
+    """
     out_int, out_float = shape_features(
         grouped.width, grouped.order, grouped.offsets, parallel=parallel
     )
@@ -301,7 +217,25 @@ def intensity_columns(
     parallel: bool,
     stats: tuple[str, ...] = INTENSITY_FIELDS,
 ) -> dict[str, np.ndarray]:
-    """``<image>_<statistic>`` columns for every (validated) image."""
+    """``<image>_<statistic>`` columns for every (validated) image.
+
+    Parameters
+    ----------
+    grouped : GroupedLabels
+        The objects.
+    images : dict of str to (H, W) numpy.ndarray
+        Intensity images checked by :func:`validate_images` (e.g. stain OD).
+    parallel : bool
+        Whether to run numba's parallel kernel (see :func:`numba_threads`).
+    stats : tuple of str, default INTENSITY_FIELDS
+        The statistics to compute (checked by :func:`validate_stats`).
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        One value per object for each image and statistic, images in the given order
+        and statistics in ``INTENSITY_FIELDS``' order; intensities in the images' units.
+    """
     columns = {}
     for name, image in images.items():
         values = intensity_features(
@@ -389,8 +323,30 @@ def measure_validated(
     morphology: bool = True,
     stats: tuple[str, ...] = INTENSITY_FIELDS,
 ) -> pd.DataFrame:
-    """:func:`measure_cells` on validated inputs; ``morphology=False`` keeps only
-    ``label`` and the intensity columns."""
+    """:func:`measure_cells` on validated inputs.
+
+    Parameters
+    ----------
+    labels : (H, W) numpy.ndarray of int
+        Label image checked by :func:`validate_labels`, 0 = background.
+    images : dict of str to (H, W) numpy.ndarray
+        Intensity images checked by :func:`validate_images`.
+    mpp : float or None
+        Pixel size, µm/px, checked by :func:`validate_mpp`; None: lengths and areas in
+        px.
+    n_threads : int
+        Threads for the kernels, checked by :func:`validate_threads`.
+    morphology : bool, default True
+        False keeps only ``label`` and the intensity columns.
+    stats : tuple of str, default INTENSITY_FIELDS
+        The intensity statistics, checked by :func:`validate_stats`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        :func:`measure_cells`' table (less the position and morphology columns for
+        ``morphology=False``), columns in :func:`table_schema`'s order and dtypes.
+    """
     schema = table_schema(mpp, list(images), stats)
     grouped = group_labels(labels)
     columns: dict[str, np.ndarray] = {"label": grouped.label_values}
