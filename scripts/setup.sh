@@ -2,7 +2,8 @@
 # Set up napari-gbm in ./.venv from nothing.
 #   bash scripts/setup.sh          runtime (CLI, plugin, headless pipeline)
 #   bash scripts/setup.sh --dev    + test tools, Qt binding, and the Debian packages for
-#                                  Xvfb + Mesa that the napari tests render with
+#                                  Xvfb + Mesa that the napari tests render with, and
+#                                  ./.venv-omics with anndata (reads back our .h5ad files)
 # Safe to run again: installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,5 +40,11 @@ if [[ $DEV == 1 ]]; then
   "${PIP[@]}" install -q -c constraints.txt -e ".[dev]"
 else
   "${PIP[@]}" install -q -c constraints.txt -e ".[gui]"
+fi
+if [[ $DEV == 1 ]]; then
+  # anndata itself, to read back the .h5ad files napari-gbm writes with h5py
+  # (tests/test_export_anndata.py). A venv of its own: anndata 0.12 needs pandas < 3.
+  [[ -x .venv-omics/bin/python ]] || "$PYTHON" -m venv .venv-omics
+  .venv-omics/bin/python -m pip install -q --disable-pip-version-check "anndata>=0.10" "pandas<3"
 fi
 echo "setup: ready ($(.venv/bin/napari-gbm --version))"

@@ -1,12 +1,15 @@
 """Exports a pathologist opens elsewhere: tables with our, QuPath's or HistomicsTK's column
-names, and QuPath GeoJSON of cells and outlines.
+names, QuPath GeoJSON of cells and outlines, and cells as AnnData for the scverse tools.
 
 - :mod:`.naming`: our, QuPath's and HistomicsTK's column names, one reversible mapping each;
 - :mod:`.tables`: :func:`export_table` to CSV, TSV or Parquet, with the export metadata;
 - :mod:`.outlines`: exact label outlines along pixel edges (:class:`LabelOutlines`);
 - :mod:`.geojson`: QuPath GeoJSON of cells (:func:`cells_to_geojson`) and label outlines;
 - :mod:`._geometry`: the cell polygons, outlines or ellipse approximations, as GeoJSON text;
-- :mod:`._properties`: measurements and classes of a GeoJSON feature as JSON text.
+- :mod:`._properties`: measurements and classes of a GeoJSON feature as JSON text;
+- :mod:`.anndata`: AnnData ``.h5ad`` files (:func:`write_h5ad`) and cells as AnnData
+  (:func:`write_cells_h5ad`), written with h5py by anndata's on-disk format spec;
+- :mod:`._h5ad`: the elements of that format (arrays, dataframes, categoricals, ``uns``).
 """
 
 from __future__ import annotations
@@ -31,11 +34,23 @@ __getattr__, __dir__, __all__ = attach(
         "POSITIVE_CLASSES": "_properties",
         "cells_to_geojson": "geojson",
         "labels_to_geojson": "geojson",
+        "H5AD_ENCODINGS": "anndata",
+        "feature_unit": "anndata",
+        "read_analysis_for_anndata": "anndata",
+        "write_cells_h5ad": "anndata",
+        "write_h5ad": "anndata",
     },
 )
 
 if TYPE_CHECKING:
     from napari_gbm.export._properties import POSITIVE_CLASSES
+    from napari_gbm.export.anndata import (
+        H5AD_ENCODINGS,
+        feature_unit,
+        read_analysis_for_anndata,
+        write_cells_h5ad,
+        write_h5ad,
+    )
     from napari_gbm.export.geojson import cells_to_geojson, labels_to_geojson
     from napari_gbm.export.naming import (
         HISTOMICSTK_PREFIX,
