@@ -11,11 +11,13 @@ Commands::
                         [--model cox|mlp|mil] [--tiles PATH] ...
     napari-gbm cohort INPUT --out DIR [--scheduler ADDRESS] [--workers N] ...
     napari-gbm evaluate DIR --out OUT [--stain he|hdab] [--mpp M] [--baseline skimage|none] ...
+    napari-gbm export DIR --to csv|tsv|parquet|geojson|anndata --out PATH
+                      [--names ours|qupath|histomicstk] [--combine]
 
 One module per group of commands: ``_slide`` (info, tile, analyze, make-sample, demo),
-``_cohort`` (cohort, stratify), ``_evaluate``; ``_common`` holds the shared options. Heavy
-modules (torch, numba kernels, dask) load when a command needs them, so ``--help`` and
-``info`` stay fast.
+``_cohort`` (cohort, stratify), ``_evaluate``, ``_export``; ``_common`` holds the shared
+options. Heavy modules (torch, numba kernels, dask) load when a command needs them, so
+``--help`` and ``info`` stay fast.
 
 Errors about the input (a missing or unreadable slide, no pixel size where one is needed,
 no tissue) print one line naming the file and what to do, and exit with status 2; nothing
@@ -32,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_gbm import __version__
-from napari_gbm.cli import _cohort, _evaluate, _slide
+from napari_gbm.cli import _cohort, _evaluate, _export, _slide
 from napari_gbm.cli._common import UsageError
 from napari_gbm.outputs import check_output_folder
 from napari_gbm.wsi.slide import SlideError
@@ -57,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     _slide.add_parsers(sub)
     _cohort.add_parsers(sub)
     _evaluate.add_parsers(sub)
+    _export.add_parsers(sub)
     return parser
 
 
@@ -84,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = note
-            if isinstance(out, Path) and args.command != "make-sample":  # that one's is a file
+            if isinstance(out, Path) and args.command not in ("make-sample", "export"):  # files
                 check_output_folder(out)  # a file, under a file, read-only: before any work
             return int(args.func(args))
     except (SlideError, UsageError, ValueError, FileNotFoundError) as exc:

@@ -7,6 +7,9 @@ names, QuPath GeoJSON of cells and outlines, and cells as AnnData for the scvers
 - :mod:`.geojson`: QuPath GeoJSON of cells (:func:`cells_to_geojson`) and label outlines;
 - :mod:`._geometry`: the cell polygons, outlines or ellipse approximations, as GeoJSON text;
 - :mod:`._properties`: measurements and classes of a GeoJSON feature as JSON text;
+- :mod:`.formats`: one cell table in a format chosen by name (:func:`export_cells`);
+- :mod:`.folders`: analysis and cohort folders (:func:`open_results`) exported whole
+  (:func:`export_results`), what ``napari-gbm export`` runs;
 - :mod:`.anndata`: AnnData ``.h5ad`` files (:func:`write_h5ad`) and cells as AnnData
   (:func:`write_cells_h5ad`), written with h5py by anndata's on-disk format spec;
 - :mod:`._h5ad`: the elements of that format (arrays, dataframes, categoricals, ``uns``).
@@ -34,6 +37,14 @@ __getattr__, __dir__, __all__ = attach(
         "POSITIVE_CLASSES": "_properties",
         "cells_to_geojson": "geojson",
         "labels_to_geojson": "geojson",
+        "EXPORT_FORMATS": "formats",
+        "export_cells": "formats",
+        "AnalysisFolder": "folders",
+        "CohortFolder": "folders",
+        "ExportResult": "folders",
+        "export_results": "folders",
+        "open_results": "folders",
+        "plan_export": "folders",
         "H5AD_ENCODINGS": "anndata",
         "feature_unit": "anndata",
         "read_analysis_for_anndata": "anndata",
@@ -51,6 +62,15 @@ if TYPE_CHECKING:
         write_cells_h5ad,
         write_h5ad,
     )
+    from napari_gbm.export.folders import (
+        AnalysisFolder,
+        CohortFolder,
+        ExportResult,
+        export_results,
+        open_results,
+        plan_export,
+    )
+    from napari_gbm.export.formats import EXPORT_FORMATS, export_cells
     from napari_gbm.export.geojson import cells_to_geojson, labels_to_geojson
     from napari_gbm.export.naming import (
         HISTOMICSTK_PREFIX,
