@@ -213,6 +213,16 @@ def test_biomarkers_widget_regrades_and_maps(region_run, qtbot):
     gj = _json.loads((tmp / "cells.geojson").read_text())
     assert gj["type"] == "FeatureCollection" and len(gj["features"]) == len(points.data)
     assert gj["features"][0]["geometry"]["type"] == "Polygon"
+    b._export_path.value = tmp / "cells.h5ad"  # AnnData, the writer of `napari-gbm export`
+    b.export()
+    import h5py
+
+    with h5py.File(tmp / "cells.h5ad") as h5:
+        assert h5.attrs["encoding-type"] == "anndata"
+        assert h5["X"].shape[0] == len(points.data)
+        np.testing.assert_allclose(
+            np.sort(h5["obsm/spatial_px"][:, 0]), np.sort(points.data[:, 1]), rtol=1e-5
+        )
     b._export_path.value = tmp / "scores.json"
     b.export()
     saved = _json.loads((tmp / "scores.json").read_text())

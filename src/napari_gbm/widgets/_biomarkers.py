@@ -66,8 +66,9 @@ class BiomarkersWidget(ScrollingDock):
         self._export_path = FileEdit(
             label="export to",
             mode="w",
-            filter="*.csv *.tsv *.parquet *.geojson *.json",
-            tooltip="cells: .csv/.tsv/.parquet (table) or .geojson (QuPath); scores: .json",
+            filter="*.csv *.tsv *.parquet *.geojson *.h5ad *.json",
+            tooltip="cells: .csv/.tsv/.parquet (table), .geojson (QuPath) or .h5ad (AnnData, "
+            "for scanpy/squidpy); scores: .json",
         )
         self._naming = ComboBox(
             label="column names",
@@ -270,11 +271,12 @@ class BiomarkersWidget(ScrollingDock):
     # -- export -----------------------------------------------------------------------------
     def export(self, *_: Any) -> Any:
         """Write the whole cell table (.csv/.tsv/.parquet, chosen names), a QuPath GeoJSON
-        (.geojson) or the scores (.json), with the layer's parameters and version."""
+        (.geojson), AnnData (.h5ad) or the scores (.json), with the layer's parameters and
+        version: the writers of ``napari-gbm export`` (:func:`napari_gbm.export.export_cells`)."""
         from pathlib import Path
 
         from napari_gbm import __version__
-        from napari_gbm.export import cells_to_geojson, export_table
+        from napari_gbm.export.formats import EXPORT_FORMATS, export_cells
         from napari_gbm.io import write_json
 
         layer = self._layer.value
@@ -282,18 +284,24 @@ class BiomarkersWidget(ScrollingDock):
         if layer is None:
             _notify_error("no cells layer to export: detect cells first")
             return None
-        if path.suffix.lower() not in (".csv", ".tsv", ".parquet", ".geojson", ".json"):
-            _notify_error(f"export to .csv, .tsv, .parquet, .geojson or .json, not '{path.name}'")
+        by_suffix = {ext: to for to, exts in EXPORT_FORMATS.items() for ext in exts}
+        suffix = path.suffix.lower()
+        if suffix != ".json" and suffix not in by_suffix:
+            _notify_error(
+                f"export to .csv, .tsv, .parquet, .geojson, .h5ad or .json, not '{path.name}'"
+            )
             return None
         meta = {**layer.metadata.get("napari_gbm", {}), "exported_by": __version__}
         try:
-            if path.suffix.lower() == ".json":
+            if suffix == ".json":
                 return write_json({"scores": self.scores(), "metadata": meta}, path)
-            table = self.table()
-            if path.suffix.lower() == ".geojson":
-                cells_to_geojson(table, path, mpp=float(layer.scale[-1]), metadata=meta)
-                return path
-            return export_table(table, path, naming=self._naming.value, metadata=meta)
+            names = {"napari_gbm": "ours"}.get(self._naming.value, self._naming.value)
+            if by_suffix[suffix] in ("geojson", "anndata"):
+                names = None  # GeoJSON: QuPath's measurement names; AnnData: ours
+            return export_cells(
+                self.table(), path, by_suffix[suffix], names=names, metadata=meta,
+                mpp=float(layer.scale[-1]),
+            )  # fmt: skip
         except (OSError, ValueError) as exc:
             _notify_error(f"could not export to {path}: {exc}")
             return None
