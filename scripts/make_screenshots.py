@@ -3,6 +3,8 @@
     xvfb-run -a -s "-screen 0 1920x1080x24" .venv/bin/python scripts/make_screenshots.py
     xvfb-run -a -s "-screen 0 1366x768x24" .venv/bin/python scripts/make_screenshots.py \
         --size 1366x768 --out /tmp/shots-laptop
+    xvfb-run -a -s "-screen 0 1920x1080x24" .venv/bin/python scripts/make_screenshots.py \
+        --spots-only    # only docs/images/spots_synthetic.png
 
 Each picture: a sample slide opened with the napari-gbm reader, a widget run, the whole
 window (docks included) captured at ``--size`` (default 1920x1080, a desktop screen; the
@@ -105,6 +107,66 @@ def capture_analysis(filename: str) -> None:
     _save(viewer, filename)
 
 
+def capture_spots(filename: str) -> None:
+    """Histology per Visium spot: the synthetic Ki-67 slide analysed, a Visium-like grid
+    (55 µm spots 100 µm apart, ``in_tissue`` from the tissue mask) written over it as Space
+    Ranger writes it, ``napari-gbm spots`` run, and its spots.parquet opened over the slide,
+    coloured by the Ki-67 positive fraction of the cells under each spot."""
+    import json
+    import tempfile
+
+    import napari
+    from PIL import Image
+
+    from napari_gbm.cli import main
+    from napari_gbm.detect.cells import CellParams
+    from napari_gbm.pipeline import AnalyzeParams, analyze_slide
+    from napari_gbm.samples import synthetic_sample_path
+
+    root = Path(tempfile.mkdtemp(prefix="napari-gbm-spots-"))
+    out = root / "ki67"
+    summary = analyze_slide(
+        synthetic_sample_path("hdab"),
+        out,
+        AnalyzeParams(cells=CellParams(stain="hdab", texture=False)),
+    )
+    mpp = summary["slide"]["mpp"]
+    w0, h0 = summary["slide"]["dimensions"]
+    mask = np.asarray(Image.open(out / "tissue_mask.png")) > 0
+    ds = w0 / mask.shape[1]
+    pitch = 100.0 / mpp  # Visium: spot centres 100 µm apart on a hexagonal grid
+    rows = []
+    for r in range(int(h0 / (pitch * np.sqrt(3) / 2)) + 1):
+        for c in range(int(w0 / pitch) + 1):
+            x, y = (c + 0.5 * (r % 2)) * pitch + pitch / 4, r * pitch * np.sqrt(3) / 2 + pitch / 4
+            if x < w0 and y < h0:
+                on = mask[min(int(y / ds), mask.shape[0] - 1), min(int(x / ds), mask.shape[1] - 1)]
+                rows.append(f"S{r:03d}x{c:03d}-1,{int(on)},{r},{2 * c + r % 2},{y:.2f},{x:.2f}")
+    header = "barcode,in_tissue,array_row,array_col,pxl_row_in_fullres,pxl_col_in_fullres"
+    (root / "tissue_positions.csv").write_text("\n".join([header, *rows]) + "\n")
+    scalefactors = {
+        "spot_diameter_fullres": 55.0 / mpp,
+        "tissue_hires_scalef": 0.1,
+        "tissue_lowres_scalef": 0.03,
+        "fiducial_diameter_fullres": 89.0 / mpp,
+    }
+    (root / "scalefactors_json.json").write_text(json.dumps(scalefactors))
+    spots = root / "spots.parquet"
+    args = ["--positions", str(root / "tissue_positions.csv"), "--out", str(spots)]
+    scale_args = ["--scalefactors", str(root / "scalefactors_json.json")]
+    if main(["spots", str(out), *args, *scale_args]) != 0:
+        sys.exit("napari-gbm spots failed")
+    viewer = napari.Viewer(show=True)
+    _window(viewer)
+    for layer in viewer.open(str(out), plugin="napari-gbm"):
+        layer.visible = layer.name == summary["slide_id"]  # the slide; the spots go on it
+    viewer.open(str(spots), plugin="napari-gbm")
+    viewer.canvas.overlays["scale_bar"].visible = True
+    viewer.reset_view()
+    _settle(1.5)
+    _save(viewer, filename)
+
+
 def capture_cohort(filename: str) -> None:
     """The Cohort & stratification widget on a synthetic cohort of 200 patients, Ki-67
     tertiles."""
@@ -179,9 +241,13 @@ if __name__ == "__main__":
         SIZE = (int(w), int(h))
     if "--out" in sys.argv:
         OUT = Path(sys.argv[sys.argv.index("--out") + 1])
+    if "--spots-only" in sys.argv:
+        capture_spots("spots_synthetic.png")
+        sys.exit(0)
     capture_cells_region("cells_region_cmu1.png")
     capture_cohort("cohort_stratification.png")
     capture_analysis("analysis_synthetic_ki67.png")
+    capture_spots("spots_synthetic.png")
     if "--analysis-only" in sys.argv:
         sys.exit(0)
     capture("cmu1_small_region", "slide_tiles_cmu1.png", 512)

@@ -18,7 +18,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("_lazy", "io", "outputs", "features", "schema"),
     ("wsi", "synthetic", "biomarkers"),
     ("detect",),
-    ("qc", "pipeline", "samples", "evaluation", "survival", "export"),
+    ("qc", "pipeline", "samples", "evaluation", "survival", "export", "spots"),
     ("cohort",),
     ("cli", "_napari", "_testing"),
     ("widgets",),

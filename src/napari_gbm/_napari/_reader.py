@@ -1,6 +1,7 @@
 """napari reader: whole-slide images as lazy multiscale layers in µm, and analysis
 folders (``napari-gbm analyze`` / the Cells widget's output) as the slide with its result
-layers: tissue, cells (Points with the cell table), biomarker maps, tile region classes.
+layers: tissue, cells (Points with the cell table), biomarker maps, tile region classes;
+and the ``.parquet`` of ``napari-gbm spots`` as a Points layer of Visium spots.
 
 Returns ``None`` for anything it cannot open (napari then tries other readers); never
 raises at the get-reader stage, and never reads level 0 whole.
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_gbm._napari._layers import LayerData, slide_layer
+from napari_gbm._napari._spots import is_spots_file, read_spots
 from napari_gbm.wsi.slide import Slide, SlideError
 
 PathOrPaths = str | Sequence[str]
@@ -25,6 +27,8 @@ def napari_get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[LayerDa
     paths = [path] if isinstance(path, str | Path) else list(path)
     if len(paths) == 1 and (Path(paths[0]) / "summary.json").is_file():
         return read_analysis_folder
+    if len(paths) == 1 and is_spots_file(paths[0]):  # napari-gbm spots' .parquet
+        return read_spots
     slides: list[Slide] = []
     for p in paths:
         try:

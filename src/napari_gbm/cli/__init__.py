@@ -13,6 +13,7 @@ Commands::
     napari-gbm evaluate DIR --out OUT [--stain he|hdab] [--mpp M] [--baseline skimage|none] ...
     napari-gbm export DIR --to csv|tsv|parquet|geojson|anndata --out PATH
                       [--names ours|qupath|histomicstk] [--combine]
+    napari-gbm spots DIR --positions CSV --scalefactors JSON --out FILE [--transform JSON]
 
 One module per group of commands: ``_slide`` (info, tile, analyze, make-sample, demo),
 ``_cohort`` (cohort, stratify), ``_evaluate``, ``_export``; ``_common`` holds the shared
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_gbm import __version__
-from napari_gbm.cli import _cohort, _evaluate, _export, _slide
+from napari_gbm.cli import _cohort, _evaluate, _export, _slide, _spots
 from napari_gbm.cli._common import UsageError
 from napari_gbm.outputs import check_output_folder
 from napari_gbm.wsi.slide import SlideError
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     _cohort.add_parsers(sub)
     _evaluate.add_parsers(sub)
     _export.add_parsers(sub)
+    _spots.add_parsers(sub)
     return parser
 
 
