@@ -4,6 +4,7 @@
 #   bash scripts/setup.sh --dev    + test tools, Qt binding, and the Debian packages for
 #                                  Xvfb + Mesa that the napari tests render with, and
 #                                  ./.venv-omics with anndata (reads back our .h5ad files)
+#                                  and napari-gbm[spatialdata] (pandas < 3)
 # Safe to run again: installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,8 +44,13 @@ else
 fi
 if [[ $DEV == 1 ]]; then
   # anndata itself, to read back the .h5ad files napari-gbm writes with h5py
-  # (tests/test_export_anndata.py). A venv of its own: anndata 0.12 needs pandas < 3.
+  # (tests/test_export_anndata.py), and napari-gbm with the spatialdata extra, as users
+  # install it (tests/test_export_spatialdata.py). A venv of its own: anndata 0.12 needs
+  # pandas < 3. About 2.5 minutes from nothing.
   [[ -x .venv-omics/bin/python ]] || "$PYTHON" -m venv .venv-omics
-  .venv-omics/bin/python -m pip install -q --disable-pip-version-check "anndata>=0.10" "pandas<3"
+  OPIP=(.venv-omics/bin/python -m pip --disable-pip-version-check)
+  "${OPIP[@]}" install -q "anndata>=0.10" "pandas<3"
+  "${OPIP[@]}" install -q -c constraints.txt "torch==2.13.0"
+  "${OPIP[@]}" install -q -c constraints.txt -e ".[spatialdata]"
 fi
 echo "setup: ready ($(.venv/bin/napari-gbm --version))"

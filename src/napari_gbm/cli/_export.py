@@ -29,6 +29,12 @@ formats (--to):
   anndata            .h5ad for scanpy/squidpy: X the numeric features (float32), obs the
                      ids and classes (positive_class, the tile's region), obsm["spatial"]
                      the centroids in µm, uns the summary.json (a cohort's: per slide)
+  spatialdata        a .zarr store for napari-spatialdata, all in µm: the slide as a
+                     multiscale image (~2 µm/px and coarser), the nuclei as ellipses and
+                     the cells as circles (shapes), and the AnnData above as a table
+                     annotating the nuclei; needs the optional extra
+                     pip install 'napari-gbm[spatialdata]' and the slide (found where
+                     the analysis recorded it, or beside the folder)
 
 --out:
   an analysis folder: the file to write (ending in the format's extension), or an
@@ -51,7 +57,7 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser(
         "export",
         help="write an analysis or cohort folder's cells as CSV, TSV, Parquet, QuPath "
-        "GeoJSON or AnnData",
+        "GeoJSON, AnnData or SpatialData",
         description=_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

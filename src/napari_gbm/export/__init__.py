@@ -12,7 +12,9 @@ names, QuPath GeoJSON of cells and outlines, and cells as AnnData for the scvers
   (:func:`export_results`), what ``napari-gbm export`` runs;
 - :mod:`.anndata`: AnnData ``.h5ad`` files (:func:`write_h5ad`) and cells as AnnData
   (:func:`write_cells_h5ad`), written with h5py by anndata's on-disk format spec;
-- :mod:`._h5ad`: the elements of that format (arrays, dataframes, categoricals, ``uns``).
+- :mod:`._h5ad`: the elements of that format (arrays, dataframes, categoricals, ``uns``);
+- :mod:`.spatialdata`: cells, nucleus shapes and the slide image as a SpatialData store
+  (:func:`write_cells_spatialdata`; the optional extra ``napari-gbm[spatialdata]``).
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ __getattr__, __dir__, __all__ = attach(
         "read_analysis_for_anndata": "anndata",
         "write_cells_h5ad": "anndata",
         "write_h5ad": "anndata",
+        "cells_to_anndata": "anndata",
+        "write_cells_spatialdata": "spatialdata",
     },
 )
 
@@ -57,6 +61,7 @@ if TYPE_CHECKING:
     from napari_gbm.export._properties import POSITIVE_CLASSES
     from napari_gbm.export.anndata import (
         H5AD_ENCODINGS,
+        cells_to_anndata,
         feature_unit,
         read_analysis_for_anndata,
         write_cells_h5ad,
@@ -82,4 +87,5 @@ if TYPE_CHECKING:
         to_qupath_names,
     )
     from napari_gbm.export.outlines import LabelOutlines, labels_to_polygons
+    from napari_gbm.export.spatialdata import write_cells_spatialdata
     from napari_gbm.export.tables import export_table

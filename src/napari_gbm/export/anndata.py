@@ -54,6 +54,7 @@ from napari_gbm.outputs import is_complete
 
 __all__ = [
     "H5AD_ENCODINGS",
+    "cells_to_anndata",
     "feature_unit",
     "read_analysis_for_anndata",
     "write_cells_h5ad",
@@ -261,6 +262,35 @@ def write_cells_h5ad(
         repeats within a slide, a class column holds an unknown class, or a column cannot
         be stored (see :func:`write_h5ad`).
     """
+    return write_h5ad(path, **cells_to_anndata(cells, metadata=metadata))
+
+
+def cells_to_anndata(
+    cells: pd.DataFrame, *, metadata: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """A cell table as the fields of an AnnData, as :func:`write_cells_h5ad` stores them.
+
+    Also what the SpatialData export's table is made of
+    (:mod:`napari_gbm.export.spatialdata`).
+
+    Parameters
+    ----------
+    cells : pandas.DataFrame
+        A cell table (see :func:`write_cells_h5ad`).
+    metadata : mapping, optional
+        JSON-able, for ``uns``.
+
+    Returns
+    -------
+    dict
+        ``X`` (float32), ``var_names``, ``obs``, ``obsm``, ``var`` and ``uns``: the keyword
+        arguments of :func:`write_h5ad`.
+
+    Raises
+    ------
+    ValueError
+        As :func:`write_cells_h5ad`.
+    """
     if not isinstance(cells, pd.DataFrame):
         raise ValueError(f"cells must be a pandas DataFrame, got {type(cells).__name__}")
     missing = [c for c in REQUIRED_COLUMNS if c not in cells.columns]
@@ -313,7 +343,7 @@ def write_cells_h5ad(
         obsm_units={"spatial": "µm", "spatial_px": "px (level 0)"},
         positive_class="QuPath's intensity classes; not graded (-1) is missing",
     )
-    return write_h5ad(path, X=x, var_names=features, obs=obs, obsm=obsm, var=var, uns=uns)
+    return {"X": x, "var_names": features, "obs": obs, "obsm": obsm, "var": var, "uns": uns}
 
 
 def read_analysis_for_anndata(

@@ -30,6 +30,7 @@ from napari_gbm.outputs import (
     LEFTOVER_PATTERNS,
     OUTPUT_FILES,
     check_output_folder,
+    find_analysed_slide,
     is_complete,
 )
 
@@ -281,7 +282,8 @@ def open_results(path: str | os.PathLike[str]) -> AnalysisFolder | CohortFolder:
 def _file(out: Path, to: str, default_stem: str) -> Path:
     """``out`` as the file to write: itself, or ``<default_stem><ext>`` inside a folder."""
     exts = EXPORT_FORMATS[to]
-    if out.is_dir():
+    store = to == "spatialdata" and out.suffix.lower() in exts  # a folder itself
+    if out.is_dir() and not store:
         check_output_folder(out, "the export folder")
         return out / f"{default_stem}{exts[0]}"
     if out.suffix.lower() not in exts:
@@ -313,7 +315,7 @@ def plan_export(
         (``cells.<ext>`` for a combined cohort) into. A cohort's export without
         ``combine``: the folder (created if needed) that gets ``<slide_id>.<ext>`` per slide.
         Existing files of these names are replaced (atomically).
-    to : {"csv", "tsv", "parquet", "geojson", "anndata"}
+    to : {"csv", "tsv", "parquet", "geojson", "anndata", "spatialdata"}
         The format (:data:`EXPORT_FORMATS`).
     names : {"ours", "qupath", "histomicstk"}, optional
         Column names (tables); GeoJSON measurements: QuPath's (default) or ours; AnnData:
@@ -370,12 +372,25 @@ def plan_export(
 
 def _cells(slide: AnalysisFolder, to: str) -> pd.DataFrame:
     """A slide's cells; for AnnData with each cell's tile region (``region_class``)."""
-    if to != "anndata":
+    if to not in ("anndata", "spatialdata"):
         return slide.cells()
     # h5py loads with this format only: the tables and GeoJSON do not need it
     from napari_gbm.export.anndata import read_analysis_for_anndata
 
     return read_analysis_for_anndata(slide.path)[0]
+
+
+def _slide_image(slide: AnalysisFolder) -> Path:
+    """The slide an analysis was made from (for the SpatialData image), wherever it is."""
+    found = find_analysed_slide(slide.path, slide.summary)
+    if found is None:
+        recorded = slide.summary.get("input", {}).get("path", "?")
+        raise ValueError(
+            f"the slide of {slide.path} is not where the analysis recorded it ({recorded}), "
+            "nor beside or inside the folder: the SpatialData export needs its image; put "
+            "the slide back or beside the analysis folder"
+        )
+    return found
 
 
 def _combined(results: CohortFolder, to: str) -> pd.DataFrame:
@@ -414,7 +429,7 @@ def export_results(
         From :func:`open_results`.
     out : str or os.PathLike
         File or folder (:func:`plan_export`).
-    to : {"csv", "tsv", "parquet", "geojson", "anndata"}
+    to : {"csv", "tsv", "parquet", "geojson", "anndata", "spatialdata"}
         The format.
     names : {"ours", "qupath", "histomicstk"}, optional
         Column names (:func:`export_cells`).
@@ -434,6 +449,14 @@ def export_results(
     """
     paths = plan_export(results, out, to, names=names, combine=combine)
     result = ExportResult()
+    slides = [results] if isinstance(results, AnalysisFolder) else results.slides
+    images: list[Path | None] = [None] * len(slides)
+    if to == "spatialdata":  # the extra and every slide found, before anything is written
+        from napari_gbm.export.spatialdata import require_spatialdata
+
+        require_spatialdata()
+        images = [_slide_image(s) for s in slides]
+        result.notes.append(_GEOMETRY_NOTE.replace("GeoJSON", "SpatialData shapes"))
     if to == "geojson":
         result.notes.append(_GEOMETRY_NOTE)
     if isinstance(results, CohortFolder) and results.n_failed:
@@ -454,9 +477,9 @@ def export_results(
         export_cells(cells, paths[0], to, names=names, metadata=meta)
         done(paths[0], len(cells))
         return result
-    slides = [results] if isinstance(results, AnalysisFolder) else results.slides
-    for slide, path in zip(slides, paths, strict=True):
+    for slide, path, image in zip(slides, paths, images, strict=True):
         cells = _cells(slide, to)
-        export_cells(cells, path, to, names=names, metadata=slide.summary, mpp=slide.mpp)
+        meta = slide.summary
+        export_cells(cells, path, to, names=names, metadata=meta, mpp=slide.mpp, slide=image)
         done(path, len(cells))
     return result
