@@ -284,7 +284,10 @@ class BiomarkersWidget(ScrollingDock):
         if layer is None:
             _notify_error("no cells layer to export: detect cells first")
             return None
-        by_suffix = {ext: to for to, exts in EXPORT_FORMATS.items() for ext in exts}
+        # SpatialData holds the slide image too: `napari-gbm export DIR --to spatialdata`
+        by_suffix = {
+            ext: to for to, exts in EXPORT_FORMATS.items() if to != "spatialdata" for ext in exts
+        }
         suffix = path.suffix.lower()
         if suffix != ".json" and suffix not in by_suffix:
             _notify_error(
