@@ -25,7 +25,9 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 
+from napari_gbm.export.anndata import read_analysis_for_anndata
 from napari_gbm.export.formats import EXPORT_FORMATS, _check_choices, export_cells
+from napari_gbm.export.spatialdata import require_spatialdata
 from napari_gbm.outputs import (
     LEFTOVER_PATTERNS,
     OUTPUT_FILES,
@@ -374,9 +376,6 @@ def _cells(slide: AnalysisFolder, to: str) -> pd.DataFrame:
     """A slide's cells; for AnnData with each cell's tile region (``region_class``)."""
     if to not in ("anndata", "spatialdata"):
         return slide.cells()
-    # h5py loads with this format only: the tables and GeoJSON do not need it
-    from napari_gbm.export.anndata import read_analysis_for_anndata
-
     return read_analysis_for_anndata(slide.path)[0]
 
 
@@ -452,8 +451,6 @@ def export_results(
     slides = [results] if isinstance(results, AnalysisFolder) else results.slides
     images: list[Path | None] = [None] * len(slides)
     if to == "spatialdata":  # the extra and every slide found, before anything is written
-        from napari_gbm.export.spatialdata import require_spatialdata
-
         require_spatialdata()
         images = [_slide_image(s) for s in slides]
         result.notes.append(_GEOMETRY_NOTE.replace("GeoJSON", "SpatialData shapes"))

@@ -18,7 +18,9 @@ from typing import Any
 
 import pandas as pd
 
+from napari_gbm.export.anndata import write_cells_h5ad
 from napari_gbm.export.geojson import cells_to_geojson
+from napari_gbm.export.spatialdata import write_cells_spatialdata
 from napari_gbm.export.tables import export_table
 
 __all__ = ["COMBINABLE", "EXPORT_FORMATS", "NAMES", "export_cells"]
@@ -118,14 +120,9 @@ def export_cells(
         cells_to_geojson(cells, path, measurements=measurements, mpp=mpp, metadata=metadata)
         return path
     if to == "anndata":
-        # h5py loads with this format only: the tables and GeoJSON do not need it
-        from napari_gbm.export.anndata import write_cells_h5ad
-
         write_cells_h5ad(cells, path, metadata=dict(metadata or {}))
         return path
     if to == "spatialdata":
-        from napari_gbm.export.spatialdata import write_cells_spatialdata
-
         return write_cells_spatialdata(cells, path, slide=slide, mpp=mpp, metadata=metadata)
     naming = "napari_gbm" if names in (None, "ours") else names
     return export_table(cells, path, naming=naming, metadata=metadata)

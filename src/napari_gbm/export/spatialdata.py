@@ -42,6 +42,7 @@ from napari_gbm.export._geometry import (
     plan_geometry,
 )
 from napari_gbm.export.anndata import cells_to_anndata
+from napari_gbm.wsi.slide import Slide
 
 __all__ = [
     "COORDINATE_SYSTEM",
@@ -145,8 +146,6 @@ def write_cells_spatialdata(
     _check_target(path)
     opened = None
     if slide is not None:
-        from napari_gbm.wsi.slide import Slide
-
         opened = Slide(slide, mpp=mpp)
         mpp = mpp if mpp is not None else opened.mpp
     geo = plan_geometry(cells, None, None, "cell", mpp)
