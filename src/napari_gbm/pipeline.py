@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import time
 import warnings
@@ -21,6 +22,11 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from napari_gbm import __version__
+from napari_gbm.biomarkers.positive_pixels import (
+    PositivePixelParams,
+    positive_pixel_summary,
+    slide_positive_pixels,
+)
 from napari_gbm.biomarkers.whole_slide import CELL_COLUMNS, BiomarkerParams, slide_biomarkers
 from napari_gbm.detect.calibration import SlideCalibration, estimate_slide_stains
 from napari_gbm.detect.cells import (
@@ -29,7 +35,7 @@ from napari_gbm.detect.cells import (
     needed_overlap_px,
     slide_calibration,
 )
-from napari_gbm.detect.stain import stain_preset
+from napari_gbm.detect.stain import deconvolve, stain_preset
 from napari_gbm.io import atomic_path, file_fingerprint, write_json, write_parquet, write_png
 from napari_gbm.outputs import check_output_folder, remove_leftovers
 from napari_gbm.qc import result_warnings
@@ -189,6 +195,8 @@ class AnalyzeParams:
         Tissue detection.
     biomarkers : BiomarkerParams, default BiomarkerParams()
         Positivity grading and slide biomarkers.
+    positive_pixels : PositivePixelParams, default PositivePixelParams()
+        The positive pixel count of H-DAB slides (DAB OD thresholds, resolution).
     estimate_stains : bool, default False
         Estimate the slide's stain vectors from its tissue instead of the stain's preset.
     fixed_calibration : dict or None, default None
@@ -200,6 +208,7 @@ class AnalyzeParams:
     tiling: TilingParams | None = None
     tissue: TissueParams = field(default_factory=TissueParams)
     biomarkers: BiomarkerParams = field(default_factory=BiomarkerParams)
+    positive_pixels: PositivePixelParams = field(default_factory=PositivePixelParams)
     estimate_stains: bool = False
     #: one calibration for every slide (``SlideCalibration.to_dict()``, e.g. read with
     #: :func:`~napari_gbm.detect.calibration.load_calibration`); None: each slide its own
@@ -415,6 +424,14 @@ def analyze_slide(
         params.cells.nucleus.min_area_um2,
     )
     del cells
+    ppc = None  # area-based positivity, H-DAB only (H&E: None entries, as the IHC scores)
+    if params.cells.stain == "hdab":
+        unmix = functools.partial(deconvolve, stains=stains)
+        bins = bm.maps.bin_um
+        ppc = slide_positive_pixels(
+            slide, None if whole_image else tissue, unmix, bins, params.positive_pixels
+        )
+        bm.maps.maps["positive_pixel_fraction"] = ppc.positive_fraction_map.astype(np.float32)
     write_parquet(bm.tiles, out / "tiles.parquet", metadata=meta)
     with atomic_path(out / "maps.npz") as tmp, open(tmp, "wb") as fh:
         arrays: dict[str, Any] = {"bin_um": np.float64(bm.maps.bin_um), **bm.maps.maps}
@@ -424,6 +441,7 @@ def analyze_slide(
     summary = {
         "slide_id": slide_id,
         **bm.summary,
+        **positive_pixel_summary(ppc),
         "whole_image_analysed": whole_image,
         "warnings": checks,
         **meta,
