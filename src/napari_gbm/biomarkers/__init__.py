@@ -3,48 +3,58 @@ densities, hotspots, nuclear pleomorphism, necrosis and pseudopalisades, region 
 heterogeneity, and maps to show over the slide; and, from the pixels, area-based
 positivity (positive pixel count)."""
 
-from napari_gbm.biomarkers.ihc import (
-    NOT_APPLICABLE,
-    POSITIVE_CLASS_NAMES,
-    PositivityParams,
-    allred_score,
-    ihc_scores,
-    positive_class,
-)
-from napari_gbm.biomarkers.positive_pixels import (
-    PositivePixelParams,
-    SlidePositivePixels,
-    positive_pixel_count,
-    positive_pixel_summary,
-    slide_positive_pixels,
-)
-from napari_gbm.biomarkers.spatial import GridMaps, SpatialParams, spatial_biomarkers
-from napari_gbm.biomarkers.whole_slide import (
-    REGION_CLASSES,
-    BiomarkerParams,
-    SlideBiomarkers,
-    slide_biomarkers,
-    tile_map,
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from napari_gbm._lazy import attach
+
+__getattr__, __dir__, __all__ = attach(
+    __name__,
+    {
+        "NOT_APPLICABLE": "ihc",
+        "POSITIVE_CLASS_NAMES": "ihc",
+        "PositivityParams": "ihc",
+        "allred_score": "ihc",
+        "ihc_scores": "ihc",
+        "positive_class": "ihc",
+        "PositivePixelParams": "positive_pixels",
+        "SlidePositivePixels": "positive_pixels",
+        "positive_pixel_count": "positive_pixels",
+        "positive_pixel_summary": "positive_pixels",
+        "slide_positive_pixels": "positive_pixels",
+        "GridMaps": "spatial",
+        "SpatialParams": "spatial",
+        "spatial_biomarkers": "spatial",
+        "BiomarkerParams": "whole_slide",
+        "REGION_CLASSES": "whole_slide",
+        "SlideBiomarkers": "whole_slide",
+        "slide_biomarkers": "whole_slide",
+        "tile_map": "whole_slide",
+    },
 )
 
-__all__ = [
-    "NOT_APPLICABLE",
-    "POSITIVE_CLASS_NAMES",
-    "REGION_CLASSES",
-    "BiomarkerParams",
-    "GridMaps",
-    "PositivePixelParams",
-    "PositivityParams",
-    "SlideBiomarkers",
-    "SlidePositivePixels",
-    "SpatialParams",
-    "allred_score",
-    "ihc_scores",
-    "positive_class",
-    "positive_pixel_count",
-    "positive_pixel_summary",
-    "slide_biomarkers",
-    "slide_positive_pixels",
-    "spatial_biomarkers",
-    "tile_map",
-]
+if TYPE_CHECKING:
+    from napari_gbm.biomarkers.ihc import (
+        NOT_APPLICABLE,
+        POSITIVE_CLASS_NAMES,
+        PositivityParams,
+        allred_score,
+        ihc_scores,
+        positive_class,
+    )
+    from napari_gbm.biomarkers.positive_pixels import (
+        PositivePixelParams,
+        SlidePositivePixels,
+        positive_pixel_count,
+        positive_pixel_summary,
+        slide_positive_pixels,
+    )
+    from napari_gbm.biomarkers.spatial import GridMaps, SpatialParams, spatial_biomarkers
+    from napari_gbm.biomarkers.whole_slide import (
+        REGION_CLASSES,
+        BiomarkerParams,
+        SlideBiomarkers,
+        slide_biomarkers,
+        tile_map,
+    )

@@ -12,20 +12,30 @@ Modules: :mod:`.dataset` (reading a set), :mod:`.geojson` (QuPath GeoJSON),
 No napari or Qt here.
 """
 
-from napari_gbm.evaluation.dataset import DatasetError, load_dataset
-from napari_gbm.evaluation.detections import Detections
-from napari_gbm.evaluation.detectors import DETECTORS, get_detector, register_detector
-from napari_gbm.evaluation.evaluate import evaluate_dataset
-from napari_gbm.evaluation.matching import Matching, match_points
+from __future__ import annotations
 
-__all__ = [
-    "DETECTORS",
-    "DatasetError",
-    "Detections",
-    "Matching",
-    "evaluate_dataset",
-    "get_detector",
-    "load_dataset",
-    "match_points",
-    "register_detector",
-]
+from typing import TYPE_CHECKING
+
+from napari_gbm._lazy import attach
+
+__getattr__, __dir__, __all__ = attach(
+    __name__,
+    {
+        "DatasetError": "dataset",
+        "load_dataset": "dataset",
+        "Detections": "detections",
+        "DETECTORS": "detectors",
+        "get_detector": "detectors",
+        "register_detector": "detectors",
+        "evaluate_dataset": "evaluate",
+        "Matching": "matching",
+        "match_points": "matching",
+    },
+)
+
+if TYPE_CHECKING:
+    from napari_gbm.evaluation.dataset import DatasetError, load_dataset
+    from napari_gbm.evaluation.detections import Detections
+    from napari_gbm.evaluation.detectors import DETECTORS, get_detector, register_detector
+    from napari_gbm.evaluation.evaluate import evaluate_dataset
+    from napari_gbm.evaluation.matching import Matching, match_points

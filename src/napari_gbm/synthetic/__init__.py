@@ -5,28 +5,39 @@ opens, plus a per-nucleus Parquet table, a region map and a JSON summary, so tha
 detection, cell detection, IHC scoring and region statistics can be tested end to end.
 """
 
-from ._params import (
-    DAB_THRESHOLDS,
-    GENERATOR_VERSION,
-    REGION_NAMES,
-    STAIN_DAB,
-    STAIN_E,
-    STAIN_H,
-)
-from .cohort import make_synthetic_cohort as make_synthetic_cohort
-from .generator import SyntheticSlideInfo, make_synthetic_slide
-from .pyramid import level_dimensions
-from .truth import NUCLEI_SCHEMA
+from __future__ import annotations
 
-__all__ = [
-    "DAB_THRESHOLDS",
-    "GENERATOR_VERSION",
-    "NUCLEI_SCHEMA",
-    "REGION_NAMES",
-    "STAIN_DAB",
-    "STAIN_E",
-    "STAIN_H",
-    "SyntheticSlideInfo",
-    "level_dimensions",
-    "make_synthetic_slide",
-]
+from typing import TYPE_CHECKING
+
+from napari_gbm._lazy import attach
+
+__getattr__, __dir__, __all__ = attach(
+    __name__,
+    {
+        "DAB_THRESHOLDS": "_params",
+        "GENERATOR_VERSION": "_params",
+        "REGION_NAMES": "_params",
+        "STAIN_DAB": "_params",
+        "STAIN_E": "_params",
+        "STAIN_H": "_params",
+        "make_synthetic_cohort": "cohort",
+        "SyntheticSlideInfo": "generator",
+        "make_synthetic_slide": "generator",
+        "level_dimensions": "pyramid",
+        "NUCLEI_SCHEMA": "truth",
+    },
+)
+
+if TYPE_CHECKING:
+    from napari_gbm.synthetic._params import (
+        DAB_THRESHOLDS,
+        GENERATOR_VERSION,
+        REGION_NAMES,
+        STAIN_DAB,
+        STAIN_E,
+        STAIN_H,
+    )
+    from napari_gbm.synthetic.cohort import make_synthetic_cohort
+    from napari_gbm.synthetic.generator import SyntheticSlideInfo, make_synthetic_slide
+    from napari_gbm.synthetic.pyramid import level_dimensions
+    from napari_gbm.synthetic.truth import NUCLEI_SCHEMA
