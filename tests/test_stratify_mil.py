@@ -202,3 +202,49 @@ def test_unfinished_cohort_folder_is_named(
     assert "1 slide(s) without a tile table" in err and first in err
     with pytest.raises(ValueError, match=r"no slides\.parquet"):
         cohort_tiles(tmp_path)
+
+
+def test_cohort_run_stratifies_with_mil(
+    cohort_dir: Path, synthetic: SyntheticCohort, runs: dict[str, Path]
+) -> None:
+    """`napari-gbm cohort --model mil`: the cohort's table stage hands run_stratify the tiles
+    of the slides it analysed (``slides.parquet`` -> ``slides/<id>/tiles.parquet``), so the
+    risks are those of `napari-gbm stratify DIR --model mil` on the finished folder."""
+    from napari_gbm.cli import build_parser
+    from napari_gbm.cohort import Cohort, CohortSlide
+    from napari_gbm.cohort.tables import CohortResult, _stratify
+
+    args = build_parser().parse_args(["cohort", "m.csv", "--out", "o", "--model", "mil"])
+    assert args.model == "mil"
+    clinical = synthetic.clinical.set_index("patient_id")
+    slides = tuple(
+        CohortSlide(
+            slide_id=str(r.slide_id),
+            path=cohort_dir / f"{r.slide_id}.svs",
+            patient_id=str(r.patient_id),
+            clinical={
+                "time_months": float(clinical.loc[r.patient_id, "time_months"]),
+                "event": bool(clinical.loc[r.patient_id, "event"]),
+            },
+        )
+        for r in synthetic.slides.itertuples()
+    )
+    cohort = Cohort(slides, ("time_months", "event"), cohort_dir / "manifest.csv")
+    patients = pd.read_parquet(cohort_dir / "patients.parquet")
+    result = CohortResult(
+        out=cohort_dir,
+        slides=pd.read_parquet(cohort_dir / "slides.parquet"),
+        failures=pd.DataFrame(),
+        patients=patients,
+        n_analysed=len(slides),
+        n_skipped=0,
+        n_failed=0,
+        elapsed_s=0.0,
+    )
+    metrics = _stratify(cohort, result, cohort_dir, None, None, None, "mil")
+    assert metrics is not None and metrics["model"] == "mil"
+    assert metrics["n"] == len(patients) and metrics["n_tiles"] == len(synthetic.tiles)
+    assert (cohort_dir / "stratify" / "tile_attention.parquet").is_file()
+    mine = pd.read_csv(cohort_dir / "stratify" / "risk.csv").set_index("patient_id")
+    theirs = pd.read_csv(runs["mil"] / "risk.csv").set_index("patient_id")
+    np.testing.assert_allclose(mine.risk_score, theirs.risk_score.loc[mine.index], rtol=1e-5)

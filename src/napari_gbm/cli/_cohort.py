@@ -205,10 +205,10 @@ def _add_cohort_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--model",
-        choices=[m for m in MODELS if m != "mil"],  # mil reads the finished folder's tiles
+        choices=MODELS,
         default=_P.default("model"),
-        help=f"survival model for stratification ({_P.default('model')}; for mil, run "
-        "`napari-gbm stratify DIR --model mil` on the output folder)",
+        help=f"survival model for stratification ({_P.default('model')}; mil learns from the "
+        "tiles of the analysed slides)",
     )
     p.set_defaults(func=cmd_cohort, overlap=None)
 

@@ -29,6 +29,7 @@ from napari_gbm.cohort.manifest import (
     Cohort,
 )
 from napari_gbm.io import write_csv, write_json, write_parquet
+from napari_gbm.survival.bags import cohort_tiles
 from napari_gbm.survival.patients import aggregate_patients, join_clinical
 from napari_gbm.survival.stratify import run_stratify
 
@@ -294,7 +295,8 @@ def _stratify(
     model: str,
 ) -> dict[str, Any] | None:
     """Stratify the patients table into ``out/stratify`` when the manifest has survival
-    columns; otherwise add a note to ``result`` saying why not, and return None."""
+    columns (``model="mil"``: from the tiles of the slides in ``out/slides.parquet``);
+    otherwise add a note to ``result`` saying why not, and return None."""
     t_col = time_col or DEFAULT_TIME_COL
     e_col = event_col or DEFAULT_EVENT_COL
     if t_col not in cohort.clinical_columns or e_col not in cohort.clinical_columns:
@@ -319,4 +321,6 @@ def _stratify(
         model=model,
         id_col="patient_id",
         table_name=f"the manifest {cohort.source}",  # where time, event, categories come from
+        # MIL learns from each patient's tissue tiles: those of the slides analysed here
+        tiles=cohort_tiles(out) if model == "mil" else None,
     )
