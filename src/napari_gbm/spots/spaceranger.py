@@ -163,6 +163,16 @@ def read_positions(path: str | os.PathLike[str]) -> pd.DataFrame:
     return out
 
 
+def _read_json(path: Path, what: str) -> Any:
+    """The JSON content of ``path``; a missing file or one that is not JSON is a clear error."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path.name} is not JSON ({exc})") from None
+
+
 def _number(sf: dict[str, Any], key: str, path: Path, required: bool = False) -> float | None:
     value = sf.get(key)
     if value is None:
@@ -196,12 +206,7 @@ def read_scalefactors(path: str | os.PathLike[str]) -> SpotGeometry:
         ``bin_size_um`` / ``microns_per_pixel``) is missing or not a positive number.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"scale factors {path} not found")
-    try:
-        sf = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path.name} is not JSON ({exc})") from None
+    sf = _read_json(path, "scale factors")
     if not isinstance(sf, dict):
         raise ValueError(f"{path.name} is not a JSON object of scale factors")
     diameter = _number(sf, "spot_diameter_fullres", path, required=True)
@@ -239,12 +244,7 @@ def read_transform(path: str | os.PathLike[str]) -> np.ndarray:
         If the JSON is neither form, has non-finite values, or cannot be inverted.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"transform {path} not found")
-    try:
-        spec = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path.name} is not JSON ({exc})") from None
+    spec = _read_json(path, "transform")
     usage = (
         f'{path.name}: give {{"matrix": [[a, b, c], [d, e, f], [0, 0, 1]]}} or '
         '{"scale": s, "offset": [ox, oy]} (full-resolution px -> level-0 px)'
