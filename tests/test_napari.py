@@ -14,7 +14,7 @@ pytestmark = pytest.mark.gui
 
 napari = pytest.importorskip("napari", reason="napari is a runtime dependency")
 
-from _gui import settle  # noqa: E402
+from _gui import settle, wait_done  # noqa: E402
 
 
 def _screenshot(viewer: Any) -> np.ndarray:
@@ -114,11 +114,8 @@ def test_sample_cmu_in_viewer(make_napari_viewer: Any) -> None:
 
 
 def _run_widget(widget: Any, qtbot: Any) -> None:
-    worker = widget.run()
-    assert worker is not None
-    with qtbot.waitSignal(worker.finished, timeout=60_000):
-        pass
-    settle(0.2)
+    assert widget.run() is not None
+    wait_done(qtbot, widget, 60)
 
 
 def test_slide_tiles_widget_adds_aligned_layers(
@@ -216,10 +213,8 @@ def test_widget_errors_become_notifications(
     assert "no slide layer" in str(notification_manager.records[-1].message)
 
     viewer.open(str(tcga_path), plugin="napari-gbm")  # no mpp, none given
-    worker = widget.run()
-    with qtbot.waitSignal(worker.finished, timeout=60_000):
-        pass
-    settle(0.2)
+    assert widget.run() is not None
+    wait_done(qtbot, widget, 60)
     messages = [str(n.message) for n in notification_manager.records[before:]]
     assert any("pixel size" in m for m in messages), messages
     # the reason comes first (a cut pop-up still says it), and it stays in the dock;

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.gui
 
 napari = pytest.importorskip("napari", reason="napari is a runtime dependency")
 
-from _gui import settle  # noqa: E402
+from _gui import settle, wait_done  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -96,11 +96,8 @@ def test_cohort_widget_runs_and_shows_results(
     widget._cutoff.value = "tertiles"
     widget._covariates.value = ["positive_percent", "age", "mgmt_methylated"]
     widget._cv_folds.value = 3
-    worker = widget.run()
-    assert worker is not None
-    with qtbot.waitSignal(worker.finished, timeout=180_000):
-        pass
-    settle(0.2)
+    assert widget.run() is not None
+    wait_done(qtbot, widget, 180)
     assert widget._run_btn.enabled and not widget._progress.visible
 
     metrics = json.loads((out / "metrics.json").read_text())
@@ -267,11 +264,8 @@ def test_cohort_widget_bad_input_becomes_notifications(
     widget._out.value = tmp_path / "out"
     assert widget.load()
     widget._cv_folds.value = 0
-    worker = widget.run()
-    assert worker is not None
-    with qtbot.waitSignal(worker.finished, timeout=180_000):
-        pass
-    settle(0.2)
+    assert widget.run() is not None
+    wait_done(qtbot, widget, 180)
     assert "stratification failed: time must be > 0; 1 subject(s)" in last()
     assert widget._run_btn.enabled
     assert not (tmp_path / "out" / "metrics.json").exists()
@@ -300,11 +294,8 @@ def test_cohort_widget_reads_worded_events_and_categories(
     widget._covariates.value = ["positive_percent", "idh"]
     widget._cv_folds.value = 0
     widget._out.value = tmp_path / "out"
-    worker = widget.run()
-    assert worker is not None
-    with qtbot.waitSignal(worker.finished, timeout=180_000):
-        pass
-    settle(0.2)
+    assert widget.run() is not None
+    wait_done(qtbot, widget, 180)
     assert widget._results is not None, widget._status.value
     hr = read_csv(tmp_path / "out" / "cox_summary.csv")
     assert list(hr.covariate) == ["positive_percent", "idh=Mutant (vs WT)"]
