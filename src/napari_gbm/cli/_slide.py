@@ -69,7 +69,12 @@ def add_parsers(sub: Any) -> None:
 
     p = sub.add_parser("make-sample", help="write a synthetic GBM slide with ground truth")
     p.add_argument("--out", type=Path, required=True, help="output .tif path")
-    p.add_argument("--stain", choices=("he", "hdab"), default="he", help="H&E or Ki-67 (H-DAB)")
+    p.add_argument(
+        "--stain",
+        choices=("he", "hdab", "cd31"),
+        default="he",
+        help="H&E, Ki-67 (H-DAB) or CD31 (H-DAB vessels, with vessel truth)",
+    )
     p.add_argument(
         "--size", type=int, default=8192, help="width and height in pixels (default 8192)"
     )
@@ -245,6 +250,8 @@ def cmd_make_sample(args: argparse.Namespace) -> int:
     )
     print(file=sys.stderr)
     print(f"wrote {info}")
+    if info.n_vessels is not None:
+        print(f"{info.n_vessels} vessels drawn; truth in {info.truth_path.name}")
     return 0
 
 

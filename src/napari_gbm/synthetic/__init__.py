@@ -1,8 +1,9 @@
 """Synthetic glioblastoma whole-slide images with exact ground truth.
 
-``make_synthetic_slide`` writes a pyramidal TIFF (H&E or Ki-67 H-DAB) that OpenSlide
-opens, plus a per-nucleus Parquet table, a region map and a JSON summary, so that tissue
-detection, cell detection, IHC scoring and region statistics can be tested end to end.
+``make_synthetic_slide`` writes a pyramidal TIFF (H&E, Ki-67 H-DAB or CD31 H-DAB) that
+OpenSlide opens, plus a per-nucleus Parquet table, a region map and a JSON summary (and
+for CD31 a per-vessel table), so that tissue detection, cell detection, IHC scoring,
+microvessel density and region statistics can be tested end to end.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ __getattr__, __dir__, __all__ = attach(
         "make_synthetic_slide": "generator",
         "level_dimensions": "pyramid",
         "NUCLEI_SCHEMA": "truth",
+        "VESSELS_SCHEMA": "vessels",
     },
 )
 
@@ -41,3 +43,4 @@ if TYPE_CHECKING:
     from napari_gbm.synthetic.generator import SyntheticSlideInfo, make_synthetic_slide
     from napari_gbm.synthetic.pyramid import level_dimensions
     from napari_gbm.synthetic.truth import NUCLEI_SCHEMA
+    from napari_gbm.synthetic.vessels import VESSELS_SCHEMA

@@ -1,4 +1,4 @@
-"""Numba kernels: paint nuclei into a tile, measure them, compose RGB.
+"""Numba kernels: paint nuclei and vessels into a tile, measure nuclei, compose RGB.
 
 Objects (nuclei, karyorrhectic dust, red cells) are rows of a float64 array with the
 columns named by the ``O_*`` constants. Every per-pixel random value is a hash of the
@@ -13,6 +13,11 @@ from numba import njit
 (O_CX, O_CY, O_A, O_B, O_TH, O_A2, O_P2, O_A3, O_P3) = range(9)
 (O_H, O_D, O_E, O_CYTO, O_TEX, O_GRAIN) = range(9, 15)
 N_COLS = 15
+# Vessel rows (CD31 stain): centre (px), outer and lumen semi-axes (px; lumen 0 = solid),
+# orientation, wall DAB OD, nucleus hematoxylin, texture seed, wobble, kind, region, key.
+(V_CX, V_CY, V_AO, V_BO, V_AI, V_BI, V_TH, V_DAB, V_HCORE, V_TEX) = range(10)
+(V_WOB, V_KIND, V_REGION, V_KEY) = range(10, 14)
+N_VCOLS = 14
 
 _M1 = np.uint64(0x9E3779B97F4A7C15)
 _M2 = np.uint64(0xC2B2AE3D27D4EB4F)
@@ -184,6 +189,71 @@ def paint_objects(
                 dn[r, c] = max(dn[r, c], dv)
                 en[r, c] = max(en[r, c], o[O_E])
                 inmask[r, c] = 1
+
+
+@njit(cache=True, nogil=True)
+def paint_vessels(
+    ves: np.ndarray,
+    x0: int,
+    y0: int,
+    bh: np.ndarray,
+    be: np.ndarray,
+    bd: np.ndarray,
+    mpp: float,
+) -> None:
+    """Paint CD31-stained vessels (brown walls, open lumens) into background planes.
+
+    The outline wobble and the DAB texture are value noise of the global position, so a
+    vessel crossing a tile edge is painted identically from both tiles.
+
+    Parameters
+    ----------
+    ves : ndarray, shape (n, N_VCOLS)
+        Vessel rows (``V_*`` columns).
+    x0, y0 : int
+        Global level-0 position of the tile.
+    bh, be, bd : ndarray of float32, shape (h, w)
+        Background hematoxylin, eosin and DAB (updated).
+    mpp : float
+        Micrometres per pixel (noise feature sizes are in micrometres).
+    """
+    h, w = bh.shape
+    wcell = 3.0 / mpp
+    tcell = 1.2 / mpp
+    for k in range(ves.shape[0]):
+        v = ves[k]
+        ao, bo, ai, bi = v[V_AO], v[V_BO], v[V_AI], v[V_BI]
+        wob = v[V_WOB]
+        ct, st = np.cos(v[V_TH]), np.sin(v[V_TH])
+        tex = int(v[V_TEX])
+        rad = ao / (1.0 - 0.5 * wob) + 1.5
+        c0 = max(0, int(np.floor(v[V_CX] - rad)) - x0)
+        c1 = min(w, int(np.ceil(v[V_CX] + rad)) - x0 + 1)
+        r0 = max(0, int(np.floor(v[V_CY] - rad)) - y0)
+        r1 = min(h, int(np.ceil(v[V_CY] + rad)) - y0 + 1)
+        for r in range(r0, r1):
+            gy = y0 + r + 0.5
+            for c in range(c0, c1):
+                gx = x0 + c + 0.5
+                dx = gx - v[V_CX]
+                dy = gy - v[V_CY]
+                u = dx * ct + dy * st
+                q = -dx * st + dy * ct
+                f = 1.0
+                if wob > 0.0:
+                    f = 1.0 + wob * (_vnoise01(gx, gy, wcell, tex) - 0.5)
+                ro = np.sqrt((u / ao) ** 2 + (q / bo) ** 2) / f
+                if ro >= 1.0:
+                    continue
+                if ai > 0.0 and np.sqrt((u / ai) ** 2 + (q / bi) ** 2) / f < 1.0:
+                    bh[r, c] = 0.01  # open lumen: plasma only
+                    be[r, c] = 0.0
+                    bd[r, c] = 0.0
+                    continue
+                dv = v[V_DAB] * (0.8 + 0.4 * _vnoise01(gx, gy, tcell, tex + 7))
+                bd[r, c] = max(bd[r, c], dv)
+                if ro < 0.55:
+                    bh[r, c] += v[V_HCORE]
 
 
 @njit(cache=True, nogil=True)

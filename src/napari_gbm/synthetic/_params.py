@@ -98,3 +98,56 @@ LUMEN_NUCLEUS_SPACING_UM = 14.0
 # Largest distance from a nucleus' owning block to any pixel it paints (um): ring
 # nuclei around lumens sit up to ~50 um from the lumen centre, plus the nucleus itself.
 MAX_REACH_UM = 75.0
+
+# -- CD31 (endothelium) IHC: vessels as DAB-brown objects -------------------------------
+# Counted like Weidner's microvessel density: every brown endothelial cell or cluster
+# clearly separate from its neighbours is one vessel; a lumen is not required. Each MVP
+# lumen is one vessel: only its luminal endothelial layer is drawn CD31-positive (the
+# outer layers of a glomeruloid tuft are drawn as CD31-negative pericyte nuclei), and the
+# layout keeps those rings >= 8 um apart, so each is its own brown object.
+#
+# Vessels per mm^2 of each region (CD31+ profiles). Sources / choices:
+# - normal brain 70: CD34 immunohistochemistry of non-icteric adult human brain counted
+#   48-86 vessels/mm^2 (temporal cortex 48, hippocampus 68, basal ganglia 74, cerebellum
+#   86; Int J Pathol Clin Res 1:003, table 1, clinmedjournals.org); chosen in that range.
+# - cellular tumour 130; MVP region 150 capillaries plus its MVP lumens: GBM CD31 hotspot
+#   MVD of ~50-150 vessels per 200x field of ~0.74 mm^2 (~70-200 /mm^2), the range the
+#   issue gives (not re-checked here against one paper); the tumour average is chosen
+#   inside it, so the densest 0.74 mm^2 disc holds ~100-150 vessels when it has MVP.
+# - infiltrating edge 90: chosen between normal brain and tumour.
+# - pseudopalisade 60, necrosis 5: chosen (hypoxic palisades are poorly vascularised;
+#   necrotic foci keep only a few thrombosed vessels).
+VESSEL_DENSITY_PER_MM2 = np.array([0.0, 130.0, 5.0, 60.0, 150.0, 90.0, 70.0])
+# Candidate lattice density, thinned per region (must exceed the maximum above).
+VESSEL_CANDIDATE_DENSITY_PER_MM2 = 400.0
+# Fraction of larger vessels (open lumen) among a region's vessels; the rest are
+# capillaries (chosen: GBM has many dilated thin-walled vessels, brain few).
+VESSEL_LARGE_FRACTION = np.array([0.0, 0.15, 0.30, 0.10, 0.15, 0.08, 0.05])
+# Capillary profiles: ring around a small lumen, collapsed (solid oval), or a streak
+# (one elongated endothelial cell cut lengthwise); fractions sum to 1.
+CAPILLARY_SPLIT = (0.40, 0.25, 0.35)
+CAPILLARY_LUMEN_UM = (1.5, 4.0)  # lumen radius of capillary rings
+CAPILLARY_WALL_UM = (1.8, 3.0)  # brown wall thickness
+CAPILLARY_SOLID_UM = (3.0, 6.0)  # semi-major axis of collapsed capillaries
+STREAK_UM = ((5.0, 12.0), (1.6, 2.8))  # semi-major, semi-minor axis of streaks
+VESSEL_LUMEN_UM = (7.0, 22.0)  # lumen radius of larger vessels
+VESSEL_WALL_UM = (2.0, 3.5)
+VESSEL_ASPECT = ((1.0, 2.2), (1.0, 1.6))  # lumen aspect of capillaries, larger vessels
+# Wall DAB OD (before a +-20 % texture); tissue background DAB stays < 0.05 (BG_HDAB).
+VESSEL_DAB_OD = (0.45, 0.75)
+# Hematoxylin of the elongated endothelial nucleus inside a streak (faint under DAB).
+STREAK_NUCLEUS_H = 0.15
+# Outline wobble (fraction of the radius) of drawn vessels; MVP rings are round.
+VESSEL_WOBBLE = 0.16
+# MVP lumens: the CD31-positive ring spans [lumen radius - inner, + outer] (um).
+MVP_RING_UM = (1.5, 2.0)
+# Smallest wall-to-wall gap between vessels (um): separate vessels stay separate
+# objects at ~1 um/px after a small morphological closing.
+VESSEL_GAP_UM = 8.0
+# Bounding radius of the largest vessel (um): 22 * sqrt(1.6) + 3.5, with wobble.
+VESSEL_MAX_RADIUS_UM = 35.0
+# Ordinary nuclei keep their centres this far outside a vessel's outline (um).
+VESSEL_NUCLEUS_CLEARANCE_UM = 4.0
+# Hotspot of the truth: one 200x field of 0.74 mm^2 (a disc), centres on a 25 um grid.
+HOTSPOT_FIELD_MM2 = 0.74
+HOTSPOT_GRID_UM = 25.0

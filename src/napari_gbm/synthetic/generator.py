@@ -14,14 +14,15 @@ from pathlib import Path
 import numpy as np
 
 from . import _params as P
-from .layout import build_layout
+from .layout import Layout, build_layout
 from .pyramid import JPEG_QUALITY, LEVEL_FACTOR, write_pyramid
 from .render import TileRenderer
 from .truth import TruthWriter, region_summary, write_png_gray
+from .vessels import VesselTruth, hotspot_count, hotspot_radius_um
 
 __all__ = ["SyntheticSlideInfo", "make_synthetic_slide"]
 
-STAINS = ("he", "hdab")
+STAINS = ("he", "hdab", "cd31")
 MIN_SIZE_PX = 512
 
 
@@ -32,7 +33,8 @@ class SyntheticSlideInfo:
     Attributes
     ----------
     path, nuclei_path, regions_path, truth_path : Path
-        Slide TIFF, nucleus table (Parquet), region map (PNG), summary (JSON).
+        Slide TIFF, nucleus table (Parquet), region map (PNG), summary (JSON); a CD31
+        slide also has ``<stem>.vessels.parquet`` beside them.
     size_px : (int, int)
         Level-0 (width, height).
     mpp : float
@@ -44,9 +46,11 @@ class SyntheticSlideInfo:
     tissue_fraction : float
         Fraction of the slide covered by tissue.
     positive_fraction : float
-        Ki-67 labelling index over all nuclei (0 for H&E).
+        Ki-67 labelling index over all nuclei (0 for H&E and CD31).
     region_counts : dict of str to int
         Nuclei per region.
+    n_vessels : int or None
+        Vessels drawn (CD31); None for the other stains.
     """
 
     path: Path
@@ -63,6 +67,7 @@ class SyntheticSlideInfo:
     tissue_fraction: float
     positive_fraction: float
     region_counts: dict[str, int]
+    n_vessels: int | None = None
 
 
 def _validate(
@@ -110,9 +115,18 @@ def make_synthetic_slide(
     """Write a synthetic glioblastoma whole-slide image and its ground truth.
 
     Writes ``path`` (pyramidal Aperio-style tiled TIFF, JPEG tiles) and, beside it,
-    ``<stem>.nuclei.parquet``, ``<stem>.regions.png`` and ``<stem>.truth.json``. All
-    files are written under temporary names and renamed at the end (the TIFF last);
-    on any error the temporary files are removed.
+    ``<stem>.nuclei.parquet``, ``<stem>.regions.png`` and ``<stem>.truth.json`` (and for
+    CD31 ``<stem>.vessels.parquet``: one row per drawn vessel). All files are written
+    under temporary names and renamed at the end (the TIFF last); on any error the
+    temporary files are removed.
+
+    On a CD31 slide every brown (DAB) object is one vessel, as in Weidner's count:
+    capillaries (thin rings around a small lumen, collapsed solid ovals, or elongated
+    single endothelial cells), larger vessels (thin brown ring around an open lumen) and
+    each lumen of microvascular proliferation (its luminal ring is brown). Vessels keep
+    ``VESSEL_GAP_UM`` (8 µm) wall to wall, so each is its own object at ~1 µm/px; the
+    nuclei are all DAB-negative. ``truth.json`` then gains ``vessels`` (count, density,
+    per region, hotspot) and ``microvessel_density_per_mm2``.
 
     Parameters
     ----------
@@ -120,8 +134,9 @@ def make_synthetic_slide(
         Output ``.tif`` / ``.tiff`` file; its folder must exist.
     size_px : (int, int)
         Level-0 (width, height), each >= 512.
-    stain : {"he", "hdab"}
-        H&E, or Ki-67 IHC (hematoxylin counterstain + DAB).
+    stain : {"he", "hdab", "cd31"}
+        H&E, Ki-67 IHC (hematoxylin counterstain + DAB in nuclei), or CD31 IHC
+        (hematoxylin counterstain + DAB in vessel walls).
     seed : int
         Same seed, same pixels and truth.
     mpp : float
@@ -149,6 +164,8 @@ def make_synthetic_slide(
         "png": path.with_name(f"{stem}.regions.png"),
         "json": path.with_name(f"{stem}.truth.json"),
     }
+    if stain == "cd31":
+        final["vessels"] = path.with_name(f"{stem}.vessels.parquet")
     token = secrets.token_hex(4)
     temps: list[Path] = []
 
@@ -159,10 +176,13 @@ def make_synthetic_slide(
 
     tmp = {k: temp_name(k) for k in final}
     truth = None
+    vtruth: VesselTruth | None = None
     try:
         layout = build_layout(width, height, mpp, seed)
         renderer = TileRenderer(layout, stain, seed, tile_px)
         truth = TruthWriter(tmp["parquet"], mpp, stain)
+        if stain == "cd31":
+            vtruth = VesselTruth(tmp["vessels"], mpp)
         next_row = [0]  # next block row to flush
 
         def flush(y_done: int) -> None:
@@ -170,6 +190,8 @@ def make_synthetic_slide(
                 by = next_row[0]
                 for bx in range(renderer.nbx):
                     truth.add(renderer.pop_block(bx, by))
+                    if vtruth is not None:
+                        vtruth.add(renderer.pop_vessels(bx, by))
                 next_row[0] += 1
 
         n0 = -(-width // tile_px) * -(-height // tile_px)
@@ -192,6 +214,8 @@ def make_synthetic_slide(
         )
         flush(height)
         truth.close()
+        if vtruth is not None:
+            vtruth.close()
         write_png_gray(tmp["png"], layout.codes)
         node_um = layout.ds * mpp
         per, overall = region_summary(truth.counts, layout.codes, node_um, stain)
@@ -236,13 +260,17 @@ def make_synthetic_slide(
             ],
             "border": layout.border,
         }
+        if vtruth is not None:
+            doc.update(_vessel_truth(vtruth, overall["tissue_area_mm2"], per, final, layout))
         tmp["json"].write_text(json.dumps(doc, indent=2))
         # The TIFF is renamed last: if it exists, its truth files are complete.
-        for key in ("parquet", "png", "json", "tif"):
+        for key in (*(k for k in final if k != "tif"), "tif"):
             os.replace(tmp[key], final[key])
     except BaseException:
         if truth is not None:
             truth.abort()
+        if vtruth is not None:
+            vtruth.abort()
         for p in temps:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(p)
@@ -264,4 +292,43 @@ def make_synthetic_slide(
         tissue_fraction=tissue_fraction,
         positive_fraction=float(overall["positive_fraction"] or 0.0),
         region_counts={k: v["nucleus_count"] for k, v in per.items()},
+        n_vessels=None if vtruth is None else vtruth.count,
     )
+
+
+def _vessel_truth(
+    vtruth: VesselTruth, tissue_mm2: float, per: dict, final: dict[str, Path], layout: Layout
+) -> dict:
+    """The truth.json entries of a CD31 slide (vessel count, density, hotspot)."""
+    n = vtruth.count
+    mvd = n / tissue_mm2 if tissue_mm2 else None
+    xs, ys = vtruth.centroids_um()
+    size_um = (layout.width * layout.mpp, layout.height * layout.mpp)
+    per_region = {name: int(c) for name, c in zip(P.REGION_NAMES, vtruth.counts, strict=True)}
+    per_density = {
+        name: (per_region[name] / v["area_mm2"] if v["area_mm2"] > 0 else None)
+        for name, v in per.items()
+    }
+    vessels = {
+        "count": n,
+        "microvessel_density_per_mm2": mvd,
+        "tissue_area_mm2": tissue_mm2,
+        "per_region": per_region,
+        "density_per_mm2_by_region": per_density,
+        "target_density_per_mm2": dict(
+            zip(P.REGION_NAMES, P.VESSEL_DENSITY_PER_MM2.tolist(), strict=True)
+        ),
+        "hotspot_vessel_count": hotspot_count(xs, ys, size_um),
+        "hotspot_radius_um": hotspot_radius_um(),
+        "hotspot_field_mm2": P.HOTSPOT_FIELD_MM2,
+        "hotspot_grid_um": P.HOTSPOT_GRID_UM,
+        "min_gap_um": P.VESSEL_GAP_UM,
+        "counting_rule": (
+            "Weidner: every separate DAB-brown endothelial object is one vessel, lumen "
+            "not required; capillary = ring around a small lumen, collapsed oval or "
+            "elongated single endothelial cell; vessel = ring around an open lumen; mvp = "
+            "one lumen of microvascular proliferation (its luminal ring)"
+        ),
+        "parquet": final["vessels"].name,
+    }
+    return {"vessels": vessels, "microvessel_density_per_mm2": mvd}

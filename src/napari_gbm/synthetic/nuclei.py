@@ -105,7 +105,7 @@ def _extras(
     r = rng.uniform(0.5, 1.4, len(dust)) / mpp
     dust[:, K.O_A] = np.maximum(r, 0.7)
     dust[:, K.O_B] = np.maximum(r * rng.uniform(0.7, 1.0, len(dust)), 0.6)
-    dust[:, K.O_H] = rng.uniform(1.0, 1.4, len(dust)) * (P.HDAB_H_SCALE if stain == "hdab" else 1.0)
+    dust[:, K.O_H] = rng.uniform(1.0, 1.4, len(dust)) * (P.HDAB_H_SCALE if stain != "he" else 1.0)
     dust[:, K.O_TEX] = rng.integers(0, 2**31, len(dust))
     cells = []
     for i in owned_lumens:
@@ -130,7 +130,14 @@ def _extras(
 
 
 def make_block(
-    layout: Layout, bx: int, by: int, bsize: int, seed: int, stain: str, h_scale: float
+    layout: Layout,
+    bx: int,
+    by: int,
+    bsize: int,
+    seed: int,
+    stain: str,
+    h_scale: float,
+    vessels: np.ndarray | None = None,
 ) -> Block:
     """Generate the objects owned by block (bx, by).
 
@@ -143,9 +150,14 @@ def make_block(
         Block side in level-0 pixels.
     seed : int
         Slide seed.
-    stain : {"he", "hdab"}
+    stain : {"he", "hdab", "cd31"}
+        H&E, Ki-67 H-DAB, or CD31 H-DAB (hematoxylin as in H-DAB, every nucleus
+        DAB-negative).
     h_scale : float
         Per-slide hematoxylin intensity factor.
+    vessels : ndarray, shape (k, N_VCOLS), optional
+        CD31 vessels near the block (:class:`.vessels.VesselField` rows); ordinary
+        nuclei keep ``VESSEL_NUCLEUS_CLEARANCE_UM`` off their outlines.
 
     Returns
     -------
@@ -173,6 +185,11 @@ def make_block(
         lx, ly, lr, layers = layout.lumens[i]
         zone = lr + (4.0 + P.LUMEN_LAYER_UM * layers) / mpp
         sel &= np.hypot(xs - lx, ys - ly) > zone
+    if vessels is not None:  # CD31: keep vessel walls free of ordinary nuclei
+        clear = P.VESSEL_NUCLEUS_CLEARANCE_UM / mpp
+        for v in vessels:
+            rad = v[K.V_AO] / (1 - 0.5 * v[K.V_WOB]) + clear
+            sel &= np.hypot(xs - v[K.V_CX], ys - v[K.V_CY]) > rad
     xs, ys, code = xs[sel], ys[sel], code[sel]
     m = xs.size
 
@@ -219,6 +236,8 @@ def make_block(
 
     # Ki-67 grade and DAB target per nucleus (drawn for H&E too: same nuclei).
     positive = rng.random(n_truth) < P.POSITIVE_FRACTION[code]
+    if stain == "cd31":  # CD31 stains endothelium only: every nucleus is negative
+        positive[:] = False
     g = 1 + np.searchsorted(np.cumsum(P.GRADE_SPLIT)[:-1], rng.random(n_truth))
     grade = np.where(positive, g, 0).astype(np.int8)
     lo = np.array([bnd[0] for bnd in P.DAB_BANDS])[grade]

@@ -10,6 +10,7 @@ from . import _params as P
 from ._noise import noise_tile
 from .layout import Layout
 from .nuclei import Block, make_block
+from .vessels import VesselField
 
 __all__ = ["TileRenderer", "block_px_for"]
 
@@ -38,7 +39,8 @@ class TileRenderer:
     Parameters
     ----------
     layout : Layout
-    stain : {"he", "hdab"}
+    stain : {"he", "hdab", "cd31"}
+        For ``"cd31"`` the renderer also paints the vessels of a :class:`VesselField`.
     seed : int
     tile : int
         Tile side in pixels.
@@ -60,19 +62,31 @@ class TileRenderer:
         self.table = P.BG_HE if stain == "he" else P.BG_HDAB
         self.vectors = np.stack([P.STAIN_H, P.STAIN_E, P.STAIN_DAB, P.STAIN_DIRT])
         self.blocks: dict[tuple[int, int], Block] = {}
+        self.vessels = VesselField(layout, seed, self.bsize) if stain == "cd31" else None
 
     def block(self, bx: int, by: int) -> Block:
         """The (cached) block at (bx, by)."""
         key = (bx, by)
         if key not in self.blocks:
+            near = None
+            if self.vessels is not None:
+                b, r = self.bsize, P.VESSEL_NUCLEUS_CLEARANCE_UM / self.layout.mpp + 2
+                near = self.vessels.near(bx * b - r, by * b - r, (bx + 1) * b + r, (by + 1) * b + r)
             self.blocks[key] = make_block(
-                self.layout, bx, by, self.bsize, self.seed, self.stain, self.h_scale
+                self.layout, bx, by, self.bsize, self.seed, self.stain, self.h_scale, near
             )
         return self.blocks[key]
 
     def pop_block(self, bx: int, by: int) -> Block:
         """Remove a finished block from the cache and return it."""
         return self.blocks.pop((bx, by)) if (bx, by) in self.blocks else self.block(bx, by)
+
+    def pop_vessels(self, bx: int, by: int) -> np.ndarray:
+        """The vessels owned by a finished block; cached rows above ``by - 1`` are dropped."""
+        assert self.vessels is not None
+        v = self.vessels.block(bx, by)
+        self.vessels.forget_rows_before(by - 1)
+        return v
 
     def block_done_y(self, by: int) -> int:
         """Level-0 row below which all pixels of block row ``by`` are painted."""
@@ -105,6 +119,9 @@ class TileRenderer:
         bh *= np.clip(1 + 0.5 * amp * fib, 0.2, None)
         dirt = np.full((n, n), P.GLASS_OD, dtype=np.float32)
         self._lumens(x0, y0, n, bh, be, bd)
+        if self.vessels is not None:
+            ves = self.vessels.near(x0, y0, x0 + n, y0 + n)
+            K.paint_vessels(ves, x0, y0, bh, be, bd, lay.mpp)
         self._debris(x0, y0, n, dirt)
         return bh, be, bd, dirt
 

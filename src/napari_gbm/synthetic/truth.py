@@ -45,7 +45,8 @@ class TruthWriter:
         Parquet file to write.
     mpp : float
         Micrometres per pixel (for ``area_um2``).
-    stain : {"he", "hdab"}
+    stain : {"he", "hdab", "cd31"}
+        ``dab_od_mean`` is measured on the DAB stains, 0 on H&E.
     """
 
     def __init__(self, path: Path, mpp: float, stain: str) -> None:
@@ -67,7 +68,7 @@ class TruthWriter:
         cnt = acc[ok, 0]
         region = block.region[ok]
         grade = block.grade[ok]
-        dab = acc[ok, 3] / cnt if self.stain == "hdab" else np.zeros(n)
+        dab = acc[ok, 3] / cnt if self.stain != "he" else np.zeros(n)
         cols = {
             "nucleus_id": np.arange(self.next_id, self.next_id + n, dtype=np.int64),
             "centroid_x_px": acc[ok, 1] / cnt,
