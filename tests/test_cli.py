@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -146,6 +147,7 @@ def test_cli_defaults_are_the_parameter_dataclasses() -> None:
     """A default is written once, in its dataclass: the CLI's agree with them (issue 16)."""
     from napari_gbm.biomarkers.ihc import PositivityParams
     from napari_gbm.cli import build_parser
+    from napari_gbm.cli._common import positivity_params
     from napari_gbm.wsi.tiling import TilingParams
     from napari_gbm.wsi.tissue import TissueParams
 
@@ -157,9 +159,18 @@ def test_cli_defaults_are_the_parameter_dataclasses() -> None:
         assert args.min_tissue == t.min_tissue_fraction
         assert args.tissue_resolution == r.resolution_um
     args = parser.parse_args(["analyze", "s.svs", "--out", "o"])
-    assert tuple(float(v) for v in args.thresholds.split(",")) == pos.thresholds
-    assert args.positivity_column == pos.column
+    # the positivity flags are None unless given (a --marker's preset fills them): their
+    # defaults are PositivityParams'
+    assert positivity_params(args) == pos
+    text = " ".join(_analyze_help(parser).split())  # argparse wraps the lines
+    assert pos.column in text and ",".join(f"{v:g}" for v in pos.thresholds) in text
     assert args.overlap is None  # analyze: the halo detection needs (resolved_tiling)
+
+
+def _analyze_help(parser: Any) -> str:
+    """The help text of ``napari-gbm analyze``."""
+    sub = next(a for a in parser._actions if a.dest == "command")
+    return str(sub.choices["analyze"].format_help())
 
 
 def test_time_and_event_flags_are_spelled_alike_in_stratify_and_cohort() -> None:

@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from napari_gbm import __version__
+from napari_gbm.biomarkers.markers import MARKER_CELL_COLUMNS, get_marker, marker_summary
 from napari_gbm.biomarkers.positive_pixels import (
     PositivePixelParams,
     positive_pixel_summary,
@@ -202,6 +203,18 @@ class AnalyzeParams:
     fixed_calibration : dict or None, default None
         One calibration for every slide (``SlideCalibration.to_dict()``, e.g. read with
         :func:`~napari_gbm.detect.calibration.load_calibration`); None: each slide its own.
+    marker : str or None, default None
+        The IHC marker of an H-DAB slide, a preset of
+        :data:`~napari_gbm.biomarkers.markers.MARKERS` (``"ki67"``, ``"atrx"`` ...): written
+        to ``summary.json`` with its preset, and a loss marker's reading
+        (:func:`~napari_gbm.biomarkers.markers.marker_summary`). It does not set the
+        grading: ``biomarkers.positivity`` does (``MARKERS[name].positivity()``, as
+        ``napari-gbm analyze --marker`` sets it).
+
+    Raises
+    ------
+    ValueError
+        For an unknown marker, listing the presets.
     """
 
     cells: CellParams = field(default_factory=CellParams)
@@ -213,6 +226,11 @@ class AnalyzeParams:
     #: one calibration for every slide (``SlideCalibration.to_dict()``, e.g. read with
     #: :func:`~napari_gbm.detect.calibration.load_calibration`); None: each slide its own
     fixed_calibration: dict[str, Any] | None = None
+    marker: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.marker is not None:
+            object.__setattr__(self, "marker", get_marker(self.marker).name)
 
     def resolved_tiling(self) -> TilingParams:
         """The tile grid used: ``tiling`` with its overlap raised to the halo detection needs
@@ -410,12 +428,17 @@ def analyze_slide(
             f"no cells found in {where}; is the image blank, out of focus, or not "
             f"{'H&E' if params.cells.stain == 'he' else 'H-DAB'}? Nothing was written",
         )
-    cells = pq.read_table(out / "cells.parquet", columns=[*CELL_COLUMNS, "positive_class"])
+    extra = MARKER_CELL_COLUMNS if params.marker is not None else ()
+    columns = list(dict.fromkeys([*CELL_COLUMNS, *extra, "positive_class"]))
+    cells = pq.read_table(out / "cells.parquet", columns=columns)
     w0, h0 = slide.dimensions
     mask = np.ones((1, 1), bool) if whole_image else tissue.mask
+    table = cells.to_pandas()
     bm = slide_biomarkers(
-        cells.to_pandas(), grid.tiles, mask, (w0 * slide_mpp, h0 * slide_mpp), params.biomarkers
+        table, grid.tiles, mask, (w0 * slide_mpp, h0 * slide_mpp), params.biomarkers
     )
+    marker, marker_warnings = marker_summary(params.marker, table)  # ATRX: loss
+    del table
     # plausibility: a wrong pixel size shows in nucleus sizes and density (napari_gbm.qc)
     checks = result_warnings(
         cells.column("nucleus_area_um2").to_numpy(),
@@ -442,8 +465,9 @@ def analyze_slide(
         "slide_id": slide_id,
         **bm.summary,
         **positive_pixel_summary(ppc),
+        **marker,
         "whole_image_analysed": whole_image,
-        "warnings": checks,
+        "warnings": checks + marker_warnings,
         **meta,
         "elapsed_s": round(time.perf_counter() - t_start, 3),
     }

@@ -1,7 +1,8 @@
 """The cell table contract: column names, dtypes and units, and the empty table.
 
 One row per cell. Names are noun first, unit last, compartment prefixed (``nucleus_``,
-``cell_``, ``cytoplasm_``); level-0 pixel coordinates use x = column. Stain columns
+``cell_``, ``cytoplasm_``, ``membrane_``: see :mod:`napari_gbm.features.compartments`);
+level-0 pixel coordinates use x = column. Stain columns
 depend on the stains of the slide (``hematoxylin`` and ``eosin`` for H&E,
 ``hematoxylin`` and ``dab`` for H-DAB); their values are optical densities (OD) from
 colour deconvolution.
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from napari_gbm.features.compartments import COMPARTMENTS
 from napari_gbm.features.neighbourhood import NEIGHBOURHOOD_COLUMNS
 
 __all__ = ["Column", "cell_table_columns", "conform_cell_table", "empty_cell_table"]
@@ -74,8 +76,8 @@ def cell_table_columns(stains: Sequence[str] = ("hematoxylin", "eosin")) -> list
     Returns
     -------
     list of Column
-        Ids and coordinates, nucleus and cell morphology, nucleus / cytoplasm / cell OD
-        intensities per stain, ``nucleus_cell_area_ratio``, nucleus Haralick texture,
+        Ids and coordinates, nucleus and cell morphology, nucleus / cytoplasm / cell /
+        membrane OD intensities per stain, ``nucleus_cell_area_ratio``, nucleus Haralick texture,
         neighbourhood features and ``positive_class``.
     """
     cols = [
@@ -89,7 +91,7 @@ def cell_table_columns(stains: Sequence[str] = ("hematoxylin", "eosin")) -> list
     ]
     for comp in ("nucleus", "cell"):
         cols += [Column(f"{comp}_{name}", "float32", unit) for name, unit in MORPHOLOGY.items()]
-    for comp in ("nucleus", "cytoplasm", "cell"):
+    for comp in COMPARTMENTS:
         for stain in stains:
             cols += [Column(f"{comp}_{stain}_od_{s}", "float32", "OD") for s in INTENSITY_STATS]
     cols.append(Column("nucleus_cell_area_ratio", "float32"))

@@ -1,4 +1,5 @@
 """Tissue biomarkers from the cell table: IHC scores (Ki-67 index, H-score, Allred),
+marker presets (compartment, thresholds; ATRX loss with its internal controls),
 densities, hotspots, nuclear pleomorphism, necrosis and pseudopalisades, region classes,
 heterogeneity, and maps to show over the slide; and, from the pixels, area-based
 positivity (positive pixel count)."""
@@ -14,10 +15,20 @@ __getattr__, __dir__, __all__ = attach(
     {
         "NOT_APPLICABLE": "ihc",
         "POSITIVE_CLASS_NAMES": "ihc",
+        "POSITIVITY_COMPARTMENTS": "ihc",
+        "POSITIVITY_STATISTICS": "ihc",
         "PositivityParams": "ihc",
         "allred_score": "ihc",
         "ihc_scores": "ihc",
         "positive_class": "ihc",
+        "InternalControlParams": "marker_loss",
+        "internal_controls": "marker_loss",
+        "loss_summary": "marker_loss",
+        "MARKERS": "markers",
+        "MarkerPreset": "markers",
+        "get_marker": "markers",
+        "marker_positivity": "markers",
+        "marker_summary": "markers",
         "PositivePixelParams": "positive_pixels",
         "SlidePositivePixels": "positive_pixels",
         "positive_pixel_count": "positive_pixels",
@@ -38,10 +49,24 @@ if TYPE_CHECKING:
     from napari_gbm.biomarkers.ihc import (
         NOT_APPLICABLE,
         POSITIVE_CLASS_NAMES,
+        POSITIVITY_COMPARTMENTS,
+        POSITIVITY_STATISTICS,
         PositivityParams,
         allred_score,
         ihc_scores,
         positive_class,
+    )
+    from napari_gbm.biomarkers.marker_loss import (
+        InternalControlParams,
+        internal_controls,
+        loss_summary,
+    )
+    from napari_gbm.biomarkers.markers import (
+        MARKERS,
+        MarkerPreset,
+        get_marker,
+        marker_positivity,
+        marker_summary,
     )
     from napari_gbm.biomarkers.positive_pixels import (
         PositivePixelParams,

@@ -11,11 +11,17 @@ cells and n1, n2, n3 cells at 1+, 2+, 3+ (N = n0 + n1 + n2 + n3, P = n1 + n2 + n
 
 With a single threshold there are no grades: cells are 0 (negative) or 1 (positive),
 positive % is defined, H-score and Allred are not (``None``).
+
+What is graded is one cell-table column, named by a compartment and a statistic as QuPath's
+positive cell detection names its "score compartment" (``Nucleus: DAB OD mean``,
+``Cytoplasm: DAB OD max``, ``Cell: DAB OD mean`` ...), plus the membrane ring of
+:mod:`napari_gbm.features.compartments`: ``<compartment>_dab_od_<statistic>``.
 """
 
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +31,8 @@ import numpy as np
 __all__ = [
     "NOT_APPLICABLE",
     "POSITIVE_CLASS_NAMES",
+    "POSITIVITY_COMPARTMENTS",
+    "POSITIVITY_STATISTICS",
     "PositivityParams",
     "allred_score",
     "ihc_scores",
@@ -34,31 +42,54 @@ __all__ = [
 #: ``positive_class`` of a cell that was not graded (no DAB stain, e.g. an H&E slide).
 NOT_APPLICABLE = -1
 POSITIVE_CLASS_NAMES = {-1: "not graded", 0: "negative", 1: "1+", 2: "2+", 3: "3+"}
+#: compartments a cell can be graded in: ``features.compartments.COMPARTMENTS`` (written
+#: again here, tested equal: that module loads Numba, the CLI's --help must not)
+POSITIVITY_COMPARTMENTS = ("nucleus", "cytoplasm", "cell", "membrane")
+#: statistics of a compartment's DAB OD a cell can be graded on (QuPath's two)
+POSITIVITY_STATISTICS = ("mean", "max")
+_DAB_COLUMN = re.compile(
+    rf"^({'|'.join(POSITIVITY_COMPARTMENTS)})_dab_od_({'|'.join(POSITIVITY_STATISTICS)})$"
+)
 
 
 @dataclass(frozen=True)
 class PositivityParams:
     """Which measurement grades a cell, and where the grade boundaries lie.
 
+    The graded column is given either by `compartment` and `statistic` (the column is then
+    ``<compartment>_dab_od_<statistic>``) or by `column` itself; with none of them, the
+    nucleus DAB OD mean. After construction all three are set and agree: `column` is always
+    the graded column, `compartment` and `statistic` are read from it (None for a column
+    that is no compartment's DAB OD mean or max, e.g. ``nucleus_hematoxylin_od_mean``).
+
     Parameters
     ----------
-    column : str, default "nucleus_dab_od_mean"
-        Cell-table column whose value is graded (by default the mean DAB optical density
-        of the nucleus, OD units).
+    column : str, default "" (derived: "nucleus_dab_od_mean")
+        Cell-table column whose value is graded, in its units (OD for the DAB columns);
+        empty: ``<compartment>_dab_od_<statistic>``.
     thresholds : tuple of float, default (0.2, 0.4, 0.6)
         Three increasing values give grades 0/1+/2+/3+ (QuPath's default 0.2 / 0.4 / 0.6
         on nucleus DAB OD mean); one value gives negative / positive. In the units of
         `column`; stored as a tuple of float.
+    compartment : {"nucleus", "cytoplasm", "cell", "membrane"}, optional
+        Where the DAB is measured (:mod:`napari_gbm.features.compartments`); default
+        ``"nucleus"`` when `column` is not given either.
+    statistic : {"mean", "max"}, optional
+        Mean or maximum DAB OD of the compartment's pixels; default ``"mean"`` when
+        `column` is not given either.
 
     Raises
     ------
     ValueError
         If not one or three thresholds are given, or they are not finite and strictly
-        increasing.
+        increasing; for an unknown compartment or statistic; if `column` is given with a
+        `compartment` or `statistic` it does not name.
     """
 
-    column: str = "nucleus_dab_od_mean"
+    column: str = ""
     thresholds: tuple[float, ...] = (0.2, 0.4, 0.6)
+    compartment: str | None = None
+    statistic: str | None = None
 
     def __post_init__(self) -> None:
         t = tuple(float(v) for v in self.thresholds)
@@ -69,9 +100,36 @@ class PositivityParams:
         if any(not np.isfinite(v) for v in t) or any(b <= a for a, b in itertools.pairwise(t)):
             raise ValueError(f"positivity thresholds must be finite and increasing, got {t}")
         object.__setattr__(self, "thresholds", t)
+        if self.compartment is not None and self.compartment not in POSITIVITY_COMPARTMENTS:
+            raise ValueError(
+                f"compartment must be one of {', '.join(POSITIVITY_COMPARTMENTS)}, "
+                f"got {self.compartment!r}"
+            )
+        if self.statistic is not None and self.statistic not in POSITIVITY_STATISTICS:
+            raise ValueError(
+                f"statistic must be one of {', '.join(POSITIVITY_STATISTICS)}, "
+                f"got {self.statistic!r}"
+            )
+        if not self.column:
+            compartment = self.compartment or "nucleus"
+            statistic = self.statistic or "mean"
+            object.__setattr__(self, "column", f"{compartment}_dab_od_{statistic}")
+        named = _DAB_COLUMN.match(self.column)
+        read = named.groups() if named else (None, None)
+        for given, found, what in zip(
+            (self.compartment, self.statistic), read, ("compartment", "statistic"), strict=True
+        ):
+            if given is not None and given != found:
+                raise ValueError(
+                    f"column {self.column!r} does not name the {what} {given!r}: give the column, "
+                    "or the compartment and statistic, not both"
+                )
+        object.__setattr__(self, "compartment", read[0])
+        object.__setattr__(self, "statistic", read[1])
 
     @property
     def graded(self) -> bool:
+        """Whether there are grades 1+/2+/3+ (three thresholds), not just positive."""
         return len(self.thresholds) == 3
 
 

@@ -7,7 +7,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from napari_gbm.biomarkers.ihc import PositivityParams
+from napari_gbm.biomarkers.ihc import (
+    POSITIVITY_COMPARTMENTS,
+    POSITIVITY_STATISTICS,
+    PositivityParams,
+)
+from napari_gbm.biomarkers.markers import MARKERS, marker_positivity
 from napari_gbm.wsi.slide import Slide
 from napari_gbm.wsi.tiling import TilingParams
 from napari_gbm.wsi.tissue import TissueParams
@@ -20,6 +25,7 @@ __all__ = [
     "comma_list",
     "open_slide",
     "positive_float",
+    "positivity_params",
 ]
 
 
@@ -69,19 +75,68 @@ def add_analysis_args(p: argparse.ArgumentParser) -> None:
         help="no per-slide calibration: preset stain vectors on 255 white and fixed OD "
         "thresholds (the behaviour of napari-gbm 0.1)",
     )
+    # None everywhere below: "not given", so a --marker's preset fills it and an explicit
+    # flag wins over the preset (positivity_params); the defaults are PositivityParams'
     pos = PositivityParams()
     thresholds = ",".join(f"{v:g}" for v in pos.thresholds)
     p.add_argument(
+        "--marker",
+        choices=list(MARKERS),
+        help="IHC marker preset: sets the compartment, statistic and thresholds cells are "
+        "graded on (given flags win) and implies --stain hdab; atrx reports loss. "
+        "See docs/MARKERS.md",
+    )
+    p.add_argument(
         "--thresholds",
-        default=thresholds,
         help="DAB positivity: three values for 1+/2+/3+ or one for positive/negative "
-        f"(default {thresholds}, QuPath's)",
+        f"(default {thresholds}, QuPath's, or the --marker's)",
+    )
+    p.add_argument(
+        "--compartment",
+        choices=POSITIVITY_COMPARTMENTS,
+        help=f"where a cell's DAB is graded (default {pos.compartment}, or the --marker's); "
+        "membrane: a ring at the cell boundary",
+    )
+    p.add_argument(
+        "--statistic",
+        choices=POSITIVITY_STATISTICS,
+        help=f"mean or max DAB OD of the compartment (default {pos.statistic}, or the --marker's)",
     )
     p.add_argument(
         "--positivity-column",
-        default=pos.column,
-        help=f"the cell measurement graded for positivity ({pos.column})",
+        help=f"any cell-table column to grade instead of --compartment/--statistic "
+        f"(default {pos.column})",
     )
+    # the commands' --stain: None unless given (a --marker implies hdab)
+    p.set_defaults(stain=None)
+
+
+def positivity_params(args: argparse.Namespace) -> PositivityParams:
+    """The cell grading of the analysis options: explicit flags over the ``--marker``
+    preset over :class:`PositivityParams`' defaults (:func:`marker_positivity`)."""
+    thresholds = None
+    if args.thresholds is not None:
+        try:
+            thresholds = tuple(positive_float(v) for v in args.thresholds.split(","))
+        except argparse.ArgumentTypeError as exc:
+            raise UsageError(f"--thresholds: {exc} (give e.g. 0.2,0.4,0.6 or 0.3)") from None
+    if args.positivity_column is not None and (
+        args.compartment is not None or args.statistic is not None
+    ):
+        raise UsageError(
+            "--positivity-column names the graded column itself: give it, or --compartment "
+            "and --statistic, not both"
+        )
+    try:
+        return marker_positivity(
+            args.marker,
+            compartment=args.compartment,
+            statistic=args.statistic,
+            column=args.positivity_column,
+            thresholds=thresholds,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def add_tiling_args(p: argparse.ArgumentParser) -> None:
@@ -134,6 +189,15 @@ def analyze_params(args: argparse.Namespace) -> Any:
 
     if args.calibration is not None and args.no_calibration:
         raise UsageError("--calibration and --no-calibration exclude each other; pick one")
+    if args.marker is not None and args.stain == "he":
+        raise UsageError(
+            f"--marker {args.marker} grades DAB on an H-DAB slide: drop --stain he "
+            "(a marker implies --stain hdab)"
+        )
+    stain = args.stain
+    if stain is None:
+        stain = "hdab" if args.marker is not None else CellParams().stain
+    positivity = positivity_params(args)
     fixed = None
     if args.calibration is not None:
         try:
@@ -141,15 +205,11 @@ def analyze_params(args: argparse.Namespace) -> Any:
         except ValueError as exc:
             raise UsageError(f"--calibration: {exc}") from None
     cells = CellParams(
-        stain=args.stain,
+        stain=stain,
         texture=not args.no_texture,
         n_threads=getattr(args, "threads", 1),
         calibration=CalibrationParams(enabled=not args.no_calibration),
     )
-    try:
-        thresholds = tuple(positive_float(v) for v in args.thresholds.split(","))
-    except argparse.ArgumentTypeError as exc:
-        raise UsageError(f"--thresholds: {exc} (give e.g. 0.2,0.4,0.6 or 0.3)") from None
     return AnalyzeParams(
         cells=cells,
         tiling=TilingParams(
@@ -161,9 +221,8 @@ def analyze_params(args: argparse.Namespace) -> Any:
             min_tissue_fraction=args.min_tissue,
         ),
         tissue=TissueParams(resolution_um=args.tissue_resolution),
-        biomarkers=BiomarkerParams(
-            positivity=PositivityParams(column=args.positivity_column, thresholds=thresholds)
-        ),
+        biomarkers=BiomarkerParams(positivity=positivity),
         estimate_stains=args.estimate_stains,
         fixed_calibration=fixed,
+        marker=args.marker,
     )

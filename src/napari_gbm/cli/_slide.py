@@ -55,7 +55,12 @@ def add_parsers(sub: Any) -> None:
     )
     p.add_argument("path", type=Path, help="a slide, or a plain image (PNG, JPEG, TIFF) with --mpp")
     p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--stain", choices=("he", "hdab"), default="he", help="H&E or H-DAB (Ki-67)")
+    p.add_argument(
+        "--stain",
+        choices=("he", "hdab"),
+        default=None,
+        help="H&E or H-DAB (Ki-67 ...; default he, hdab with --marker)",
+    )
     p.add_argument(
         "--threads",
         type=int,
@@ -219,6 +224,11 @@ def analyze(path: Path, out: Path, params: Any, mpp: float | None) -> None:
         line += f", positive {summary['positive_percent']:.1f} %"
     if summary.get("h_score") is not None:
         line += f", H-score {summary['h_score']:.0f}"
+    if summary.get("loss_fraction") is not None:
+        line += (
+            f", {summary['marker'].upper()} loss {100 * summary['loss_fraction']:.1f} % of "
+            "tumour nuclei"
+        )
     cal = summary.get("calibration")
     if cal:
         white = ", ".join(f"{v:.0f}" for v in cal["stain_vectors"]["background"])

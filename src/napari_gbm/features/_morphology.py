@@ -386,3 +386,45 @@ def shape_features(
         kernel = _shape_parallel if parallel else _shape_serial
         kernel(width, order, offsets, out_int, out_float)
     return out_int, out_float
+
+
+def disk_offsets(radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column offsets ``(dy, dx)`` with ``dy² + dx² < radius²``, as int64 arrays."""
+    reach = max(int(np.ceil(radius)) - 1, 0)
+    dy, dx = np.mgrid[-reach : reach + 1, -reach : reach + 1]
+    inside = dy * dy + dx * dx < radius * radius
+    return dy[inside].astype(np.int64), dx[inside].astype(np.int64)
+
+
+@numba.njit(cache=True, nogil=True)
+def boundary_ring(
+    nuclei: np.ndarray, cells: np.ndarray, dy: np.ndarray, dx: np.ndarray
+) -> np.ndarray:
+    """Label image of each cell's pixels near its boundary, less its nucleus.
+
+    A boundary pixel is a cell pixel with a 4-neighbour of another label (the image edge
+    is none). Every pixel of the same cell at an offset ``(dy[k], dx[k])`` from a boundary
+    pixel, and not on the cell's nucleus, gets the cell's label; everything else 0. With
+    the offsets of :func:`disk_offsets` this is the set of cell pixels closer than the
+    radius to a boundary pixel of their own cell (``features.compartments``).
+    """
+    h, w = cells.shape
+    out = np.zeros_like(cells)
+    for y in range(h):
+        for x in range(w):
+            c = cells[y, x]
+            if c == 0:
+                continue
+            if not (
+                (y > 0 and cells[y - 1, x] != c)
+                or (y < h - 1 and cells[y + 1, x] != c)
+                or (x > 0 and cells[y, x - 1] != c)
+                or (x < w - 1 and cells[y, x + 1] != c)
+            ):
+                continue
+            for k in range(dy.size):
+                yy = y + dy[k]
+                xx = x + dx[k]
+                if 0 <= yy < h and 0 <= xx < w and cells[yy, xx] == c and nuclei[yy, xx] != c:
+                    out[yy, xx] = c
+    return out
