@@ -158,7 +158,8 @@ def test_cells_read_back_by_anndata_field_by_field(analysis, tmp_path):
     region = obs["region"]
     assert region["ordered"] is False
     assert region["categories"] == [
-        "background", "cellular_tumour", "infiltrating", "necrosis", "pseudopalisading"
+        "background", "cellular_tumour", "infiltrating", "necrosis", "pseudopalisading",
+        "microvascular",
     ]  # fmt: skip
     tiles = pd.read_parquet(analysis / "tiles.parquet").set_index("tile_id")["region_name"]
     assert region["values"] == tiles.loc[cells["tile_id"]].tolist()

@@ -15,7 +15,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "napari_gbm"
 #: The stages, lowest first. A module may import napari-gbm code from its own unit or a lower
 #: layer, never from a higher one (docs/ARCHITECTURE.md explains the order).
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("_lazy", "io", "outputs", "features", "schema"),
+    ("_lazy", "io", "masks", "outputs", "features", "schema"),
     ("wsi", "synthetic", "biomarkers"),
     ("detect",),
     ("qc", "pipeline", "samples", "evaluation", "survival", "export", "spots"),

@@ -91,3 +91,30 @@ def test_join_clinical_ids_equal_as_text_are_one_patient():
         join_clinical(patients, clinical)
     joined = join_clinical(patients, clinical.iloc[[0, 2]])
     assert joined["patient_id"].tolist() == ["7", "8"] and joined["time"].tolist() == [1.0, 3.0]
+
+
+def test_vascular_columns_aggregate_by_hand() -> None:
+    """Vessels (issue 18): counts and MVP areas summed, densities pooled, MVP fraction
+    weighted by tissue, the microvessel hotspot the highest of the case."""
+    from napari_gbm.survival.patients import aggregate_patients
+
+    slides = pd.DataFrame(
+        {
+            "patient_id": ["P1", "P1", "P2"],
+            "n_cells": [100, 300, 50],
+            "tissue_area_mm2": [1.0, 3.0, 2.0],
+            "analysed_tissue_area_mm2": [1.0, 3.0, 2.0],
+            "n_vessels": [10, 50, 4],
+            "vessel_density_per_mm2": [10.0, 50 / 3, 2.0],
+            "microvascular_area_mm2": [0.1, 0.0, 0.02],
+            "mvp_fraction": [0.1, 0.0, 0.01],
+            "microvessel_hotspot_density_per_mm2": [40.0, 90.0, 5.0],
+        }
+    )
+    p = aggregate_patients(slides).set_index("patient_id")
+    assert p.loc["P1", "n_vessels"] == 60
+    assert p.loc["P1", "vessel_density_per_mm2"] == pytest.approx(60 / 4)
+    assert p.loc["P1", "microvascular_area_mm2"] == pytest.approx(0.1)
+    assert p.loc["P1", "mvp_fraction"] == pytest.approx((0.1 * 1 + 0.0 * 3) / 4)
+    assert p.loc["P1", "microvessel_hotspot_density_per_mm2"] == 90.0
+    assert p.loc["P2", "vessel_density_per_mm2"] == pytest.approx(2.0)

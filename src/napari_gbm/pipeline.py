@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -28,6 +28,7 @@ from napari_gbm.biomarkers.positive_pixels import (
     positive_pixel_summary,
     slide_positive_pixels,
 )
+from napari_gbm.biomarkers.vascular import vessel_source
 from napari_gbm.biomarkers.whole_slide import CELL_COLUMNS, BiomarkerParams, slide_biomarkers
 from napari_gbm.detect.calibration import SlideCalibration, estimate_slide_stains
 from napari_gbm.detect.cells import (
@@ -37,6 +38,12 @@ from napari_gbm.detect.cells import (
     slide_calibration,
 )
 from napari_gbm.detect.stain import deconvolve, stain_preset
+from napari_gbm.detect.vessels import (
+    NUCLEUS_POINT_COLUMNS,
+    NucleusPoints,
+    VesselParams,
+    find_vessels,
+)
 from napari_gbm.io import atomic_path, file_fingerprint, write_json, write_parquet, write_png
 from napari_gbm.outputs import check_output_folder, remove_leftovers
 from napari_gbm.qc import result_warnings
@@ -198,6 +205,10 @@ class AnalyzeParams:
         Positivity grading and slide biomarkers.
     positive_pixels : PositivePixelParams, default PositivePixelParams()
         The positive pixel count of H-DAB slides (DAB OD thresholds, resolution).
+    vessels : VesselParams, default VesselParams()
+        Vessel detection: lumina with an endothelial wall on H&E, DAB vessel profiles for
+        a vessel marker (``marker="cd31"`` or ``"cd34"``); see
+        :mod:`napari_gbm.detect.vessels`.
     estimate_stains : bool, default False
         Estimate the slide's stain vectors from its tissue instead of the stain's preset.
     fixed_calibration : dict or None, default None
@@ -222,6 +233,7 @@ class AnalyzeParams:
     tissue: TissueParams = field(default_factory=TissueParams)
     biomarkers: BiomarkerParams = field(default_factory=BiomarkerParams)
     positive_pixels: PositivePixelParams = field(default_factory=PositivePixelParams)
+    vessels: VesselParams = field(default_factory=VesselParams)
     estimate_stains: bool = False
     #: one calibration for every slide (``SlideCalibration.to_dict()``, e.g. read with
     #: :func:`~napari_gbm.detect.calibration.load_calibration`); None: each slide its own
@@ -270,7 +282,8 @@ def analyze_slide(
     Tissue, tiles, every cell and its features, biomarkers per cell / tile / slide.
 
     Writes ``cells.parquet``, ``tiles.parquet`` (per-tile biomarkers), ``maps.npz``
-    (biomarker maps on a grid in µm), ``overview.png``, ``tissue_mask.png`` and, last,
+    (biomarker maps on a grid in µm), ``overview.png``, ``tissue_mask.png``, with vessels
+    (H&E, CD31, CD34) ``vessels.parquet`` and ``mvp_foci.parquet``, and, last,
     ``summary.json`` (slide biomarkers, parameters, versions, input checksum). Each file
     is written atomically, and ``summary.json`` only once all others are complete, so a
     folder with a ``summary.json`` is a complete analysis (:func:`is_complete`). A previous
@@ -355,6 +368,7 @@ def analyze_slide(
             f"{slide.path.name}: no tissue found; analysing the whole image", stacklevel=2
         )
         grid = make_tile_grid(slide, None, tiling)
+    roi = None if whole_image else tissue  # where cells, vessels and DAB pixels are counted
     stain = params.cells.stain
     if params.estimate_stains and tissue.mask.any():
         stains = estimate_slide_stains(slide, tissue, stain)
@@ -410,7 +424,7 @@ def analyze_slide(
         progress=progress,
         cancel=cancel,
         # cells on glass, black borders or pen marks are no cells (none without tissue)
-        tissue=None if whole_image else tissue,
+        tissue=roi,
     )
     if pq.ParquetFile(out / "cells.parquet").metadata.num_rows == 0:
         # nothing to measure: a failure with its reason, not a result that looks complete
@@ -434,9 +448,18 @@ def analyze_slide(
     w0, h0 = slide.dimensions
     mask = np.ones((1, 1), bool) if whole_image else tissue.mask
     table = cells.to_pandas()
-    bm = slide_biomarkers(
-        table, grid.tiles, mask, (w0 * slide_mpp, h0 * slide_mpp), params.biomarkers
-    )
+    vsource = vessel_source(params.cells.stain, params.marker)
+    vessels = None
+    if vsource is not None:  # H&E lumina (walls judged by the nuclei), CD31 / CD34 profiles
+        walls = pq.read_table(out / "cells.parquet", columns=list(NUCLEUS_POINT_COLUMNS))
+        kind: Literal["lumen", "dab"] = "lumen" if vsource == "he" else "dab"
+        nuclei = NucleusPoints.from_table(walls.to_pandas())
+        vessels = find_vessels(slide, roi, stains, kind, params.vessels, nuclei)
+    if vsource in ("cd31", "cd34"):  # a vessel marker grades vessels, no cells
+        table = table.drop(columns=["positive_class", params.biomarkers.positivity.column],
+                           errors="ignore")  # fmt: skip
+    size_um = (w0 * slide_mpp, h0 * slide_mpp)
+    bm = slide_biomarkers(table, grid.tiles, mask, size_um, params.biomarkers, vessels, vsource)
     marker, marker_warnings = marker_summary(params.marker, table)  # ATRX: loss
     del table
     # plausibility: a wrong pixel size shows in nucleus sizes and density (napari_gbm.qc)
@@ -451,11 +474,12 @@ def analyze_slide(
     if params.cells.stain == "hdab":
         unmix = functools.partial(deconvolve, stains=stains)
         bins = bm.maps.bin_um
-        ppc = slide_positive_pixels(
-            slide, None if whole_image else tissue, unmix, bins, params.positive_pixels
-        )
+        ppc = slide_positive_pixels(slide, roi, unmix, bins, params.positive_pixels)
         bm.maps.maps["positive_pixel_fraction"] = ppc.positive_fraction_map.astype(np.float32)
     write_parquet(bm.tiles, out / "tiles.parquet", metadata=meta)
+    if bm.vascular is not None:
+        write_parquet(bm.vascular.vessels, out / "vessels.parquet", metadata=meta)
+        write_parquet(bm.vascular.foci, out / "mvp_foci.parquet", metadata=meta)
     with atomic_path(out / "maps.npz") as tmp, open(tmp, "wb") as fh:
         arrays: dict[str, Any] = {"bin_um": np.float64(bm.maps.bin_um), **bm.maps.maps}
         np.savez_compressed(fh, **arrays)

@@ -9,6 +9,8 @@ code   name                rule (first that applies)
 0      background          no tissue (tissue fraction < 5 %) or tile not analysed
 3      necrosis            necrosis covers >= 50 % of its tissue
 4      pseudopalisading    dense rims around necrosis cover >= 15 % of its tissue
+5      microvascular       microvascular proliferation covers >= 10 % of its tissue
+                           (H&E with vessels analysed, :mod:`.vascular`)
 1      cellular_tumour     cell density >= 2,500 / mm²
 2      infiltrating        the rest: viable tissue with fewer cells (infiltrating or
                            leading edge, normal brain)
@@ -30,6 +32,12 @@ from napari_gbm.biomarkers.heterogeneity import morans_i, spread
 from napari_gbm.biomarkers.ihc import PositivityParams, ihc_scores, positive_class
 from napari_gbm.biomarkers.pleomorphism import GIANT_NUCLEUS_UM2, pleomorphism
 from napari_gbm.biomarkers.spatial import GridMaps, SpatialParams, spatial_biomarkers
+from napari_gbm.biomarkers.vascular import (
+    VascularParams,
+    VascularResult,
+    empty_summary,
+    vascular_biomarkers,
+)
 
 __all__ = [
     "REGION_CLASSES",
@@ -45,6 +53,7 @@ REGION_CLASSES = {
     2: "infiltrating",
     3: "necrosis",
     4: "pseudopalisading",
+    5: "microvascular",
 }
 
 #: cell-table columns the biomarkers read (``positivity.column`` besides)
@@ -83,6 +92,9 @@ class BiomarkerParams:
         tissue bins.
     heterogeneity_min_cells : int, default 20
         Tiles with fewer cells take no part in the heterogeneity measures.
+    vascular : VascularParams, default VascularParams()
+        Microvessel density, its hotspot, microvascular proliferation and the tile fraction
+        that makes a tile microvascular.
     """
 
     positivity: PositivityParams = field(default_factory=PositivityParams)
@@ -93,6 +105,7 @@ class BiomarkerParams:
     necrosis_tile_fraction: float = 0.5
     palisade_tile_fraction: float = 0.15
     heterogeneity_min_cells: int = 20
+    vascular: VascularParams = field(default_factory=VascularParams)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,11 +125,14 @@ class SlideBiomarkers:
         Slide-level values, JSON-ready; None where undefined.
     maps : GridMaps
         Fine per-bin maps over the slide.
+    vascular : VascularResult or None
+        Vessels (with their MVP focus) and MVP foci, when vessels were given.
     """
 
     tiles: pd.DataFrame
     summary: dict[str, Any]
     maps: GridMaps
+    vascular: VascularResult | None = None
 
 
 def _positivity(cells: pd.DataFrame, params: BiomarkerParams) -> np.ndarray:
@@ -134,6 +150,8 @@ def slide_biomarkers(
     tissue_mask: np.ndarray,
     slide_size_um: tuple[float, float],
     params: BiomarkerParams | None = None,
+    vessels: pd.DataFrame | None = None,
+    vessel_source: str | None = None,
 ) -> SlideBiomarkers:
     """Biomarkers of one slide.
 
@@ -153,12 +171,20 @@ def slide_biomarkers(
         ``(width, height)`` of level 0, µm.
     params : BiomarkerParams, optional
         None uses ``BiomarkerParams()``.
+    vessels : pandas.DataFrame, optional
+        The slide's vessel objects (:func:`napari_gbm.detect.vessels.find_vessels`); with
+        them the summary has vessel density, its hotspot and (H&E) microvascular
+        proliferation, the tiles ``vessel_count``, ``vessel_density_per_mm2`` and
+        ``microvascular_fraction``; without, those are None / NaN.
+    vessel_source : {"he", "cd31", "cd34"}, optional
+        What `vessels` are (see :func:`~napari_gbm.biomarkers.vascular.vascular_biomarkers`);
+        required with `vessels`.
 
     Returns
     -------
     SlideBiomarkers
-        Per-tile table, slide summary (counts, densities per mm², IHC scores, spatial and
-        pleomorphism measures, region fractions, heterogeneity) and grid maps.
+        Per-tile table, slide summary (counts, densities per mm², IHC scores, spatial,
+        vascular and pleomorphism measures, region fractions, heterogeneity) and grid maps.
 
     Raises
     ------
@@ -186,7 +212,22 @@ def slide_biomarkers(
         params=params.spatial,
         nucleus_area_um2=cells["nucleus_area_um2"].to_numpy(),
     )
-    tiles = _tile_table(cells, classes, tiles, maps, params, graded)
+    vascular = None
+    if vessels is not None:
+        if vessel_source is None:
+            raise ValueError("give vessel_source ('he', 'cd31' or 'cd34') with vessels")
+        t_area = tiles["core_width_um"] * tiles["core_height_um"] * tiles["tissue_fraction"]
+        analysed_mm2 = float(t_area.where(tiles["selected"], 0.0).sum()) / 1e6
+        vascular = vascular_biomarkers(
+            vessels,
+            vessel_source,
+            np.isfinite(maps.maps["cell_density_per_mm2"]),
+            maps.bin_um,
+            analysed_mm2,
+            params.vascular,
+        )
+        maps.maps.update(vascular.maps)
+    tiles = _tile_table(cells, classes, tiles, maps, params, graded, vascular)
 
     tissue_mm2 = float(tiles["tissue_area_mm2"].sum())
     total_mask_mm2 = float(tissue_mask.mean() * slide_size_um[0] * slide_size_um[1] / 1e6)
@@ -203,6 +244,7 @@ def slide_biomarkers(
         scores["n_positive"] / tissue_mm2 if graded and tissue_mm2 > 0 else None
     )
     summary.update(maps.summary)
+    summary.update(vascular.summary if vascular is not None else empty_summary())
     summary.update(
         pleomorphism(
             cells["nucleus_area_um2"].to_numpy(),
@@ -224,7 +266,7 @@ def slide_biomarkers(
         "3": "3+",
     }
     summary["region_classes"] = {str(k): v for k, v in REGION_CLASSES.items()}
-    return SlideBiomarkers(tiles, summary, maps)
+    return SlideBiomarkers(tiles, summary, maps, vascular)
 
 
 def _tile_table(
@@ -234,6 +276,7 @@ def _tile_table(
     maps: GridMaps,
     params: BiomarkerParams,
     graded: bool,
+    vascular: VascularResult | None = None,
 ) -> pd.DataFrame:
     t = tiles.copy()
     n_t = len(t)
@@ -277,8 +320,12 @@ def _tile_table(
     b = maps.bin_um
     for name in ("necrosis", "pseudopalisade"):
         t[f"{name}_fraction"] = _box_mean(maps.maps[name], maps.maps["cell_density_per_mm2"], t, b)
+    _vascular_columns(t, vascular, maps)
     region = np.where(
         t["cell_density_per_mm2"].fillna(0) >= params.cellular_min_density_per_mm2, 1, 2
+    )
+    region = np.where(
+        t["microvascular_fraction"].fillna(0) >= params.vascular.mvp_tile_fraction, 5, region
     )
     region = np.where(
         t["pseudopalisade_fraction"].fillna(0) >= params.palisade_tile_fraction, 4, region
@@ -288,6 +335,33 @@ def _tile_table(
     t["region_class"] = np.where(bg, 0, region).astype(np.int8)
     t["region_name"] = pd.Series(t["region_class"].map(REGION_CLASSES), dtype="str")
     return t
+
+
+def _vascular_columns(t: pd.DataFrame, vascular: VascularResult | None, maps: GridMaps) -> None:
+    """``vessel_count``, ``vessel_density_per_mm2`` and ``microvascular_fraction`` per tile
+    (NaN without vessels; vessels counted in the tile whose core holds their centre)."""
+    nan = np.full(len(t), np.nan)
+    if vascular is None:
+        t["vessel_count"] = nan
+        t["vessel_density_per_mm2"] = nan
+        t["microvascular_fraction"] = nan
+        return
+    v = vascular.vessels
+    x, y = v["centroid_x_um"].to_numpy(), v["centroid_y_um"].to_numpy()
+    x0, y0 = t["core_x0_um"].to_numpy(), t["core_y0_um"].to_numpy()
+    x1, y1 = x0 + t["core_width_um"].to_numpy(), y0 + t["core_height_um"].to_numpy()
+    inside = (x[:, None] >= x0) & (x[:, None] < x1) & (y[:, None] >= y0) & (y[:, None] < y1)
+    count = inside.sum(axis=0) if len(v) else np.zeros(len(t), int)
+    area = t["tissue_area_mm2"].to_numpy()
+    t["vessel_count"] = np.where(area > 0, count, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t["vessel_density_per_mm2"] = np.where(area > 0, count / area, np.nan)
+    if "microvascular" in maps.maps:
+        t["microvascular_fraction"] = _box_mean(
+            maps.maps["microvascular"], maps.maps["cell_density_per_mm2"], t, maps.bin_um
+        )
+    else:
+        t["microvascular_fraction"] = nan
 
 
 def _box_mean(flag: np.ndarray, density: np.ndarray, t: pd.DataFrame, b: float) -> np.ndarray:

@@ -38,6 +38,7 @@ from skimage.segmentation import watershed
 
 from napari_gbm.evaluation.detections import Detections
 from napari_gbm.evaluation.metrics import label_centroids
+from napari_gbm.masks import fill_small_holes
 from napari_gbm.wsi.slide import Slide
 
 __all__ = ["SKIMAGE_OD_FACTOR", "BaselineParams", "detect_skimage", "segment_baseline"]
@@ -70,17 +71,6 @@ class BaselineParams:
     min_area_um2: float = 10.0
     max_area_um2: float = 400.0
     positive_dab_od: float = 0.2
-
-
-def _fill_small_holes(mask: np.ndarray, max_px: float) -> np.ndarray:
-    holes = ndi.binary_fill_holes(mask) & ~mask
-    lab, n = ndi.label(holes)
-    if n == 0:
-        return mask
-    area = np.bincount(lab.ravel())
-    small = area < max_px
-    small[0] = False
-    return mask | small[lab]
 
 
 def _area_filter(labels: np.ndarray, lo_px: float, hi_px: float) -> np.ndarray:
@@ -133,7 +123,7 @@ def segment_baseline(
     if not float(smooth.max()) > float(smooth.min()):
         return empty, (np.zeros(0, bool) if stain == "hdab" else None)
     mask = smooth > threshold_otsu(smooth)
-    mask = _fill_small_holes(mask, params.max_area_um2 / px_area)
+    mask = fill_small_holes(mask, params.max_area_um2 / px_area)
     components, _ = ndi.label(mask, structure=np.ones((3, 3), bool))
     components = _area_filter(components, params.min_area_um2 / px_area, np.inf)
     mask = components > 0

@@ -9,9 +9,11 @@ resection). The rules, one per kind of biomarker (:data:`AGGREGATION`):
 - ratios are recomputed from the pooled counts, as if all slides were one: positive %
   (Ki-67 index), H-score and Allred from the pooled grade counts, densities as pooled
   cells / pooled analysed tissue area;
-- the hotspot index is the highest over the slides (a pathologist reports the hottest
-  field of the case);
-- area fractions (necrosis, pseudopalisades, regions) are weighted by tissue area;
+- the hotspot index and the microvessel hotspot are the highest over the slides (a
+  pathologist reports the hottest field of the case);
+- vessel densities are pooled vessels / pooled analysed tissue area;
+- area fractions (necrosis, pseudopalisades, regions, MVP, vessel area) are weighted by
+  tissue area;
 - nuclear measures (mean area, CV, giant fraction) are weighted by number of cells;
 - anything else numeric is the plain mean; ``n_slides`` counts the slides.
 """
@@ -31,13 +33,21 @@ __all__ = ["AGGREGATION", "aggregate_patients", "join_clinical"]
 SUMMED = (
     "n_cells", "n_graded", "n_negative", "n_1plus", "n_2plus", "n_3plus", "n_positive",
     "tissue_area_mm2", "analysed_tissue_area_mm2", "necrosis_area_mm2", "n_necrosis_foci",
+    "n_vessels", "microvascular_area_mm2", "n_mvp_foci", "n_multilayered_vessels",
 )  # fmt: skip
-MAXIMUM = ("hotspot_positive_percent", "max_local_positive_percent")
-AREA_WEIGHTED_PREFIXES = ("necrosis_fraction", "pseudopalisade_fraction", "region_")
+MAXIMUM = (
+    "hotspot_positive_percent", "max_local_positive_percent",
+    "microvessel_hotspot_density_per_mm2", "microvessel_hotspot_count",
+)  # fmt: skip
+AREA_WEIGHTED_PREFIXES = (
+    "necrosis_fraction", "pseudopalisade_fraction", "region_", "mvp_fraction",
+    "vessel_area_fraction",
+)  # fmt: skip
 CELL_WEIGHTED_PREFIXES = ("nucleus_", "giant_nucleus_fraction")
 POOLED = (
     "cell_density_per_mm2", "positive_cells_per_mm2", "positive_percent", "h_score",
-    "allred_proportion", "allred_intensity", "allred_score",
+    "allred_proportion", "allred_intensity", "allred_score", "vessel_density_per_mm2",
+    "microvessel_density_per_mm2",
 )  # fmt: skip
 
 AGGREGATION = {
@@ -148,6 +158,12 @@ def _pooled(row: dict[str, Any], g: pd.DataFrame, area: pd.Series | None) -> Non
             row["cell_density_per_mm2"] = float(g["n_cells"].sum()) / a
         else:  # no areas: the slides' densities weighted by their cells
             row["cell_density_per_mm2"] = _weighted(g["cell_density_per_mm2"], w_cells)
+    for k in ("vessel_density_per_mm2", "microvessel_density_per_mm2"):
+        if area is not None and k in cols and "n_vessels" in cols and g[k].notna().any() and a > 0:
+            has = g[k].notna()  # slides with that kind of vessel analysis
+            row[k] = float(g.loc[has, "n_vessels"].sum()) / float(area[has].sum())
+        elif k in cols:
+            row[k] = _weighted(g[k], area) if area is not None else float(g[k].mean())
     grades = ("n_negative", "n_1plus", "n_2plus", "n_3plus")
     if set(grades) <= cols and g[list(grades)].notna().all().all():
         counts = g[list(grades)].sum().to_numpy().astype(np.int64)

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
+from napari_gbm.masks import fill_small_holes
 from napari_gbm.wsi.slide import Slide
 
 __all__ = [
@@ -353,11 +354,7 @@ def tissue_mask_from_rgb(
 
     px_area = pixel_um**2
     if params.max_hole_um2 > 0:
-        holes = ndi.binary_fill_holes(mask) & ~mask
-        lab, n = ndi.label(holes)
-        if n:
-            sizes = np.bincount(lab.ravel())[1:] * px_area
-            mask = mask | np.isin(lab, 1 + np.flatnonzero(sizes < params.max_hole_um2))
+        mask = fill_small_holes(mask, params.max_hole_um2 / px_area)
     if params.min_object_um2 > 0:
         lab, n = ndi.label(mask)
         if n:
