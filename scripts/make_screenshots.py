@@ -5,6 +5,8 @@
         --size 1366x768 --out /tmp/shots-laptop
     xvfb-run -a -s "-screen 0 1920x1080x24" .venv/bin/python scripts/make_screenshots.py \
         --spots-only    # only docs/images/spots_synthetic.png
+    xvfb-run -a -s "-screen 0 1920x1080x24" .venv/bin/python scripts/make_screenshots.py \
+        --vessels-only  # only docs/images/vessels_synthetic.png
 
 Each picture: a sample slide opened with the napari-gbm reader, a widget run, the whole
 window (docks included) captured at ``--size`` (default 1920x1080, a desktop screen; the
@@ -167,6 +169,46 @@ def capture_spots(filename: str) -> None:
     _save(viewer, filename)
 
 
+def capture_vessels(filename: str) -> None:
+    """Vessels and microvascular proliferation (MVP) on H&E: a 4096 x 4096 synthetic H&E
+    slide with two MVP foci (seed 3) analysed, its folder opened, zoomed on the first
+    focus: each vessel a ring on its lumen (yellow in MVP, cyan otherwise), the focus
+    outlined in green; the Biomarkers widget docked with the vascular summary."""
+    import tempfile
+
+    import napari
+    import pandas as pd
+
+    from napari_gbm._napari._layers import camera_of
+    from napari_gbm.detect.cells import CellParams
+    from napari_gbm.pipeline import AnalyzeParams, analyze_slide
+    from napari_gbm.synthetic import make_synthetic_slide
+    from napari_gbm.widgets._biomarkers import BiomarkersWidget
+
+    root = Path(tempfile.mkdtemp(prefix="napari-gbm-vessels-"))
+    make_synthetic_slide(root / "he.tif", size_px=(4096, 4096), stain="he", seed=3)
+    out = root / "he_an"
+    analyze_slide(root / "he.tif", out, AnalyzeParams(cells=CellParams(stain="he", texture=False)))
+    foci = pd.read_parquet(out / "mvp_foci.parquet")
+    if foci.empty:
+        sys.exit(f"{filename}: no MVP focus found on the synthetic slide")
+    viewer = napari.Viewer(show=True)
+    _window(viewer)
+    for layer in viewer.open(str(out), plugin="napari-gbm"):
+        if layer.metadata.get("napari_gbm", {}).get("kind") == "cells":
+            layer.visible = False  # the vessel walls' nuclei stay visible under the rings
+    widget = BiomarkersWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Biomarkers")
+    widget.add_vessels()  # the vascular summary in the dock (the layers are the reader's)
+    viewer.canvas.overlays["scale_bar"].visible = True
+    _settle(0.5)
+    camera = camera_of(viewer)
+    camera.center = (float(foci["centroid_y_um"].iloc[0]), float(foci["centroid_x_um"].iloc[0]))
+    camera.zoom = min(viewer.canvas.size) / 360  # µm across the canvas: the focus and around
+    _settle(1.5)
+    _save(viewer, filename)
+
+
 def capture_cohort(filename: str) -> None:
     """The Cohort & stratification widget on a synthetic cohort of 200 patients, Ki-67
     tertiles."""
@@ -244,10 +286,14 @@ if __name__ == "__main__":
     if "--spots-only" in sys.argv:
         capture_spots("spots_synthetic.png")
         sys.exit(0)
+    if "--vessels-only" in sys.argv:
+        capture_vessels("vessels_synthetic.png")
+        sys.exit(0)
     capture_cells_region("cells_region_cmu1.png")
     capture_cohort("cohort_stratification.png")
     capture_analysis("analysis_synthetic_ki67.png")
     capture_spots("spots_synthetic.png")
+    capture_vessels("vessels_synthetic.png")
     if "--analysis-only" in sys.argv:
         sys.exit(0)
     capture("cmu1_small_region", "slide_tiles_cmu1.png", 512)

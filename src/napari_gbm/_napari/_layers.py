@@ -318,6 +318,8 @@ MAP_STYLES: dict[str, tuple[str, str]] = {
     "cell_density_per_mm2": ("cell density (/mm²)", "magma"),
     "positive_percent": ("Ki-67 index (%)", "inferno"),
     "necrosis": ("necrosis", "red"),
+    "vessel_density_per_mm2": ("vessel density (/mm²)", "magma"),
+    "microvascular": ("microvascular proliferation", "green"),
 }
 
 
@@ -421,6 +423,9 @@ def _update_in_place(layer: Any, data: Any, kwargs: dict[str, Any], kind: str) -
         if "face_color_cycle" in kwargs:
             layer.face_color_cycle = kwargs["face_color_cycle"]
         layer.face_color = kwargs.get("face_color", layer.face_color)
+        if "border_color" in kwargs:  # vessels: the ring colours
+            layer.border_width = kwargs.get("border_width", layer.border_width)
+            layer.border_color = kwargs["border_color"]
         layer.refresh()  # redraw once, with the new colours
     else:
         layer.data = data

@@ -1,6 +1,7 @@
 """napari reader: whole-slide images as lazy multiscale layers in µm, and analysis
 folders (``napari-gbm analyze`` / the Cells widget's output) as the slide with its result
-layers: tissue, cells (Points with the cell table), biomarker maps, tile region classes;
+layers: tissue, cells (Points with the cell table), biomarker maps, tile region classes,
+vessels and MVP foci (H&E, CD31, CD34);
 and the ``.parquet`` of ``napari-gbm spots`` as a Points layer of Visium spots.
 
 Returns ``None`` for anything it cannot open (napari then tries other readers); never
@@ -90,6 +91,7 @@ def read_analysis_folder(path: PathOrPaths) -> list[LayerData]:
     from PIL import Image
 
     from napari_gbm._napari._layers import MAP_STYLES, cells_points_layer, map_layer
+    from napari_gbm._napari._vessels import vessel_layers
     from napari_gbm.biomarkers import REGION_CLASSES, tile_map
 
     folder = Path(path if isinstance(path, str | Path) else path[0])
@@ -182,6 +184,7 @@ def read_analysis_folder(path: PathOrPaths) -> list[LayerData]:
                 metadata={**meta, "scope": "slide", "analysed_tissue_area_mm2": area},
             )
         )
-    if mpp:
+    if mpp:  # H&E, CD31, CD34: vessels and MVP foci over the cells (none for others)
+        layers.extend(vessel_layers(folder, mpp, name=name, metadata=meta))
         _scale_bar_on()
     return layers

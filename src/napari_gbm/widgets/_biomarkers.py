@@ -1,10 +1,12 @@
 """Biomarkers dock widget: DAB positivity thresholds with the effect visible at once (the
 cells recoloured), the scores of the cells layer (positive %, H-score, Allred, density),
-colour by any measurement, biomarker maps as Image layers, a histogram, and a sortable
+colour by any measurement, biomarker maps as Image layers, the vessels and microvascular
+proliferation (MVP) foci of a whole-slide analysis as layers, a histogram, and a sortable
 table of cells where a double click centres the view on that cell."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -20,6 +22,7 @@ from napari_gbm._napari._layers import (
     put_layer,
     value_colors,
 )
+from napari_gbm._napari._vessels import vascular_text, vessel_layers
 from napari_gbm.biomarkers import PositivityParams, ihc_scores, positive_class, spatial_biomarkers
 from napari_gbm.widgets._dock import ScrollingDock
 from napari_gbm.widgets._event_loop import Debounced
@@ -57,6 +60,13 @@ class BiomarkersWidget(ScrollingDock):
         # what the colours mean when cells are coloured by a measurement (else empty)
         self._legend = Label(label="", value="")
         self._maps_btn = PushButton(text="Add biomarker maps")
+        self._vessels_btn = PushButton(
+            text="Add vessels and MVP foci",
+            tooltip="From the cells' whole-slide analysis (H&E, CD31, CD34): the vessels as "
+            "rings (yellow in an MVP focus, cyan otherwise), the MVP foci outlined in green, "
+            "the vessel density and MVP maps.",
+        )
+        self._vessels = Label(label="vessels", value="")
         self._in_view_btn = PushButton(
             text="Show only the cells in view",
             tooltip="For whole slides (10^5-10^6 cells): the layer holds the cells in view "
@@ -89,6 +99,8 @@ class BiomarkersWidget(ScrollingDock):
                 self._legend,
                 self._scores,
                 self._maps_btn,
+                self._vessels_btn,
+                self._vessels,
                 self._in_view_btn,
                 self._export_path,
                 self._naming,
@@ -106,6 +118,7 @@ class BiomarkersWidget(ScrollingDock):
         self._layer.changed.connect(self._layer_changed)
         self._hist_column.changed.connect(self.show_distribution)
         self._maps_btn.changed.connect(self.add_maps)
+        self._vessels_btn.changed.connect(self.add_vessels)
         self._in_view_btn.changed.connect(self.in_view_only)
         self._export_btn.changed.connect(self.export)
         napari_viewer.layers.events.inserted.connect(self._refresh)
@@ -273,8 +286,6 @@ class BiomarkersWidget(ScrollingDock):
         """Write the whole cell table (.csv/.tsv/.parquet, chosen names), a QuPath GeoJSON
         (.geojson), AnnData (.h5ad) or the scores (.json), with the layer's parameters and
         version: the writers of ``napari-gbm export`` (:func:`napari_gbm.export.export_cells`)."""
-        from pathlib import Path
-
         from napari_gbm import __version__
         from napari_gbm.export.formats import EXPORT_FORMATS, export_cells
         from napari_gbm.io import write_json
@@ -349,6 +360,29 @@ class BiomarkersWidget(ScrollingDock):
                 metadata={"map": key},
             )
             added.append(put_layer(self._viewer, data))
+        self._viewer.layers.selection.active = layer
+        return added
+
+    def add_vessels(self, *_: Any) -> list[Any]:
+        """The vessels (rings), MVP foci (outlines) and vascular maps of the analysis folder
+        the cells layer comes from (opened, or the Cells dock's whole-slide run), named as
+        the reader names them (so a reopened folder's layers are updated, not doubled)."""
+        layer = self._layer.value
+        meta = layer.metadata.get("napari_gbm", {}) if layer is not None else {}
+        folder = meta.get("analysis_folder") or meta.get("output")
+        if not folder or not (Path(folder) / "summary.json").is_file():
+            _notify_error(
+                "vessels come with a whole-slide analysis: open an analysis folder, or run "
+                "the Cells dock on the whole slide"
+            )
+            return []
+        base = layer.name.removesuffix(" cells")
+        tuples = vessel_layers(folder, float(layer.scale[-1]), name=base, maps=True)
+        if not any(kind in ("points", "shapes") for _, _, kind in tuples):
+            self._vessels.value = "none in this analysis (found on H&E, CD31, CD34)"
+            return []
+        added = [put_layer(self._viewer, t) for t in tuples]
+        self._vessels.value = vascular_text(folder)
         self._viewer.layers.selection.active = layer
         return added
 
