@@ -48,7 +48,7 @@ SCOPES = ("current view", "drawn region", "whole slide")
 
 
 #: our own Shapes layers, never a region to analyse: the tile grid, the analysed region
-OWN_SHAPES = ("tiles", "analysed_region")
+OWN_SHAPES = ("tiles", "analysed_region", "mvp_foci")
 
 
 def _own_shapes(layer: Any) -> bool:
