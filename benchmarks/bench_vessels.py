@@ -105,10 +105,9 @@ def main() -> None:
             print(f"  {name}: not found in {SHARED}")
             continue
         s = analyze_slide(SHARED / name, args.out / name, he, mpp=mpp)
-        v = pd.read_parquet(args.out / name / "vessels.parquet")
         print(
-            f"  {name}: {len(v)} lumen candidates, {s['n_vessels']} vessels "
-            f"({s['vessel_density_per_mm2']:.1f} /mm²), {s['n_mvp_foci']} MVP foci"
+            f"  {name}: {s['n_vessels']} vessels ({s['vessel_density_per_mm2']:.1f} /mm² of "
+            f"{s['analysed_tissue_area_mm2']:.2f} mm²), {s['n_mvp_foci']} MVP foci"
         )
 
 

@@ -6,7 +6,7 @@
     xvfb-run -a -s "-screen 0 1920x1080x24" .venv/bin/python scripts/make_screenshots.py \
         --spots-only    # only docs/images/spots_synthetic.png
     xvfb-run -a -s "-screen 0 1920x1080x24" .venv/bin/python scripts/make_screenshots.py \
-        --vessels-only  # only docs/images/vessels_synthetic.png
+        --vessels-only  # only docs/images/vessels_synthetic.png and vessels_tcga.png
 
 Each picture: a sample slide opened with the napari-gbm reader, a widget run, the whole
 window (docks included) captured at ``--size`` (default 1920x1080, a desktop screen; the
@@ -24,6 +24,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "images"
+SHARED = ROOT.parent / "shared" / "data" / "slides"  # real slides made by others (SOURCES.md)
 SIZE = (1920, 1080)
 
 
@@ -169,11 +170,13 @@ def capture_spots(filename: str) -> None:
     _save(viewer, filename)
 
 
-def capture_vessels(filename: str) -> None:
-    """Vessels and microvascular proliferation (MVP) on H&E: a 4096 x 4096 synthetic H&E
-    slide with two MVP foci (seed 3) analysed, its folder opened, zoomed on the first
-    focus: each vessel a ring on its lumen (yellow in MVP, cyan otherwise), the focus
-    outlined in green; the Biomarkers widget docked with the vascular summary."""
+def capture_vessels(filename: str, slide: Path | None = None, mpp: float | None = None) -> None:
+    """Vessels and microvascular proliferation (MVP) on H&E: by default a 4096 x 4096
+    synthetic H&E slide with two MVP foci (seed 3) analysed, its folder opened, zoomed on
+    the first focus: each vessel a ring on its lumen (yellow in MVP, cyan otherwise), the
+    focus outlined in green; the Biomarkers widget docked with the vascular summary. With
+    `slide` (a real H&E slide, `mpp` if it has none), zoomed on its first MVP focus, or on
+    its first vessel when it has none."""
     import tempfile
 
     import napari
@@ -186,12 +189,17 @@ def capture_vessels(filename: str) -> None:
     from napari_gbm.widgets._biomarkers import BiomarkersWidget
 
     root = Path(tempfile.mkdtemp(prefix="napari-gbm-vessels-"))
-    make_synthetic_slide(root / "he.tif", size_px=(4096, 4096), stain="he", seed=3)
+    if slide is None:
+        slide = root / "he.tif"
+        make_synthetic_slide(slide, size_px=(4096, 4096), stain="he", seed=3)
     out = root / "he_an"
-    analyze_slide(root / "he.tif", out, AnalyzeParams(cells=CellParams(stain="he", texture=False)))
-    foci = pd.read_parquet(out / "mvp_foci.parquet")
-    if foci.empty:
-        sys.exit(f"{filename}: no MVP focus found on the synthetic slide")
+    params = AnalyzeParams(cells=CellParams(stain="he", texture=False))
+    analyze_slide(slide, out, params, mpp=mpp)
+    where = pd.read_parquet(out / "mvp_foci.parquet")
+    if where.empty:
+        where = pd.read_parquet(out / "vessels.parquet")
+    if where.empty:
+        sys.exit(f"{filename}: no vessel found on {slide.name}")
     viewer = napari.Viewer(show=True)
     _window(viewer)
     for layer in viewer.open(str(out), plugin="napari-gbm"):
@@ -203,7 +211,7 @@ def capture_vessels(filename: str) -> None:
     viewer.canvas.overlays["scale_bar"].visible = True
     _settle(0.5)
     camera = camera_of(viewer)
-    camera.center = (float(foci["centroid_y_um"].iloc[0]), float(foci["centroid_x_um"].iloc[0]))
+    camera.center = (float(where["centroid_y_um"].iloc[0]), float(where["centroid_x_um"].iloc[0]))
     camera.zoom = min(viewer.canvas.size) / 360  # µm across the canvas: the focus and around
     _settle(1.5)
     _save(viewer, filename)
@@ -288,12 +296,14 @@ if __name__ == "__main__":
         sys.exit(0)
     if "--vessels-only" in sys.argv:
         capture_vessels("vessels_synthetic.png")
+        capture_vessels("vessels_tcga.png", SHARED / "tcga-cr-7395-01a-01-ts1.svs", 0.5)
         sys.exit(0)
     capture_cells_region("cells_region_cmu1.png")
     capture_cohort("cohort_stratification.png")
     capture_analysis("analysis_synthetic_ki67.png")
     capture_spots("spots_synthetic.png")
     capture_vessels("vessels_synthetic.png")
+    capture_vessels("vessels_tcga.png", SHARED / "tcga-cr-7395-01a-01-ts1.svs", 0.5)
     if "--analysis-only" in sys.argv:
         sys.exit(0)
     capture("cmu1_small_region", "slide_tiles_cmu1.png", 512)

@@ -79,6 +79,7 @@ def test_lumen_is_a_vessel_only_when_lined_by_tangential_nuclei() -> None:
     assert lined["lumen_area_um2"] == pytest.approx(np.pi * 12**2, rel=0.05)
     assert lined["n_wall_nuclei"] == 8 and radial["n_wall_nuclei"] == 8
     assert lined["n_endothelial"] == 8 and lined["lining_coverage"] == 1.0
+    assert lined["n_outer_endothelial"] == 0 and lined["outer_lining_coverage"] == 0.0
     assert radial["n_endothelial"] == 0 and radial["lining_coverage"] == 0.0
     assert lined["is_vessel"] and not radial["is_vessel"]
 
@@ -106,6 +107,7 @@ def _vessels(rows: list[tuple[float, float, float, int]]) -> pd.DataFrame:
     table["equivalent_diameter_um"] = 2 * r
     table["lumen_area_um2"] = table["area_um2"] = np.pi * r**2
     table["n_outer_endothelial"] = outer.astype(int)
+    table["outer_lining_coverage"] = np.where(outer >= 3, 0.75, 0.25)  # a full outer layer
     table["is_vessel"] = True
     return table
 
@@ -140,6 +142,9 @@ def test_mvp_foci_tuft_and_multilayered_vessel_by_hand() -> None:
     assert res.maps["microvascular"].sum() * 25.0**2 == pytest.approx(
         foci["area_um2"].sum(), rel=0.15
     )
+    # outer nuclei on one side only: no second layer, no multilayered vessel
+    one_sided = v.assign(outer_lining_coverage=0.25)
+    assert vascular_biomarkers(one_sided, "he", tissue, 25.0, 6.25).summary["n_mvp_foci"] == 1
     # tighter linking splits the tuft: no focus but the multilayered vessel
     split = vascular_biomarkers(v, "he", tissue, 25.0, 6.25, VascularParams(cluster_link_um=15))
     assert split.summary["n_mvp_foci"] == 1

@@ -12,7 +12,8 @@ hotspot density is that count over the disc's tissue area.
 
 **Microvascular proliferation** (MVP, H&E), the second histological hallmark of
 glioblastoma (WHO CNS5): vessels with a *multilayered* wall (at least
-``multilayer_min_outer`` endothelial nuclei in an outer layer, see
+``multilayer_min_outer`` endothelial nuclei in an outer layer, all round the lumen:
+``multilayer_min_lining`` of its sectors; see
 :class:`~napari_gbm.detect.vessels.VesselParams`) and *glomeruloid* tufts (at least
 ``glomeruloid_min_vessels`` vessels whose lumina lie within ``cluster_link_um`` of each
 other). A focus is a group of linked vessels holding a multilayered vessel or forming a
@@ -84,7 +85,11 @@ class VascularParams:
     hotspot_min_tissue : float, default 0.5
         Fraction (0-1) of a candidate disc that must be tissue.
     multilayer_min_outer : int, default 3
-        Outer-layer endothelial nuclei that make a vessel wall multilayered.
+        Outer-layer endothelial nuclei that make a vessel wall multilayered ...
+    multilayer_min_lining : float, default 0.5
+        ... lining at least this fraction (0-1) of the 8 sectors around the lumen: a second
+        layer goes round the vessel; a few elongated nuclei near a lumen in crowded tissue
+        do not.
     glomeruloid_min_vessels : int, default 3
         Linked vessels that make a glomeruloid tuft.
     cluster_link_um : float, default 75.0
@@ -104,6 +109,7 @@ class VascularParams:
     hotspot_area_mm2: float = 0.74
     hotspot_min_tissue: float = 0.5
     multilayer_min_outer: int = 3
+    multilayer_min_lining: float = 0.5
     glomeruloid_min_vessels: int = 3
     cluster_link_um: float = 75.0
     margin_um: float = 30.0
@@ -115,7 +121,7 @@ class VascularParams:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.glomeruloid_min_vessels < 2:
             raise ValueError("glomeruloid_min_vessels must be at least 2")
-        for name in ("hotspot_min_tissue", "mvp_tile_fraction"):
+        for name in ("hotspot_min_tissue", "mvp_tile_fraction", "multilayer_min_lining"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} is a fraction in [0, 1], got {getattr(self, name)}")
         if self.margin_um < 0:
@@ -281,7 +287,8 @@ def _mvp_foci(v: pd.DataFrame, params: VascularParams) -> tuple[pd.DataFrame, pd
     """Group linked vessels; a group with a multilayered vessel or enough vessels is MVP."""
     n = len(v)
     v = v.assign(
-        multilayered=(v["n_outer_endothelial"].to_numpy() >= params.multilayer_min_outer),
+        multilayered=(v["n_outer_endothelial"].to_numpy() >= params.multilayer_min_outer)
+        & (v["outer_lining_coverage"].to_numpy() >= params.multilayer_min_lining),
         mvp_focus=np.full(n, -1, np.int64),
     )
     if n == 0:

@@ -4,8 +4,9 @@ Commands::
 
     napari-gbm info SLIDE [--mpp M] [--json]
     napari-gbm tile SLIDE --out DIR [--mpp M] [--target-mpp 0.5] [--tile-size 1024] ...
-    napari-gbm make-sample --out PATH [--stain he|hdab] [--size PX] [--seed N]
+    napari-gbm make-sample --out PATH [--stain he|hdab|cd31] [--size PX] [--seed N]
     napari-gbm analyze PATH --out DIR [--mpp M] [--stain he|hdab] [--target-mpp 0.5] ...
+                       [--marker ki67|p53|olig2|atrx|idh1|gfap|egfr|cd31|cd34]
     napari-gbm demo --out DIR          the main job on the bundled sample data
     napari-gbm stratify TABLE --time COL --event COL --out DIR [--clinical CSV]
                         [--model cox|mlp|mil] [--tiles PATH] ...

@@ -229,6 +229,16 @@ def analyze(path: Path, out: Path, params: Any, mpp: float | None) -> None:
             f", {summary['marker'].upper()} loss {100 * summary['loss_fraction']:.1f} % of "
             "tumour nuclei"
         )
+    if summary.get("microvessel_density_per_mm2") is not None:  # CD31 / CD34
+        line += (
+            f", {summary['n_vessels']} vessels, MVD {summary['microvessel_density_per_mm2']:.0f}"
+            f"/mm² (hotspot {summary['microvessel_hotspot_density_per_mm2'] or 0:.0f}/mm²)"
+        )
+    elif summary.get("mvp_fraction") is not None:  # H&E
+        line += (
+            f", {summary['n_vessels']} vessels, MVP {summary['n_mvp_foci']} foci "
+            f"({summary['microvascular_area_mm2']:.3f} mm²)"
+        )
     cal = summary.get("calibration")
     if cal:
         white = ", ".join(f"{v:.0f}" for v in cal["stain_vectors"]["background"])

@@ -155,12 +155,14 @@ def _wall_nuclei(
     near: dict[str, np.ndarray],
 ) -> dict[str, np.ndarray]:
     """Per lumen label 1..n: nuclei in its wall, endothelial ones, outer endothelial ones,
-    and the fraction of the lumen's outline lined by endothelial nuclei."""
+    and the fraction of the lumen's outline lined by endothelial nuclei of the inner layer
+    and of an outer layer."""
     n = len(centres[0])
     counts: dict[str, np.ndarray] = {
         k: np.zeros(n, np.int32) for k in ("n_wall_nuclei", "n_endothelial", "n_outer_endothelial")
     }
     counts["lining_coverage"] = np.zeros(n)
+    counts["outer_lining_coverage"] = np.zeros(n)
     if n == 0 or near["r"].size == 0:
         return counts
     dist, (ir, ic) = ndimage.distance_transform_edt(lum == 0, return_indices=True)
@@ -185,14 +187,15 @@ def _wall_nuclei(
     )
     outer = endo & (d_um > params.inner_wall_um)
     # lining: the sectors (of 8 around the lumen's centre) that hold an endothelial nucleus
+    # of the inner layer, and of an outer one
     cy, cx = centres
-    inner = endo & ~outer
-    own = owner[inner] - 1
-    ang = np.arctan2(near["r"][inner] - cy[own], near["c"][inner] - cx[own])
-    sector = np.minimum((ang + np.pi) / (2 * np.pi) * SECTORS, SECTORS - 1).astype(np.int64)
-    hit = np.zeros((n, SECTORS), bool)
-    hit[own, sector] = True
-    counts["lining_coverage"] = hit.mean(axis=1)
+    for key, layer in (("lining_coverage", endo & ~outer), ("outer_lining_coverage", outer)):
+        own = owner[layer] - 1
+        ang = np.arctan2(near["r"][layer] - cy[own], near["c"][layer] - cx[own])
+        sector = np.minimum((ang + np.pi) / (2 * np.pi) * SECTORS, SECTORS - 1).astype(int)
+        hit = np.zeros((n, SECTORS), bool)
+        hit[own, sector] = True
+        counts[key] = hit.mean(axis=1)
     for key, m in (
         ("n_wall_nuclei", in_wall),
         ("n_endothelial", endo),

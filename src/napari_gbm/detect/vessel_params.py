@@ -38,6 +38,7 @@ VESSEL_COLUMNS = (
     "n_endothelial",
     "n_outer_endothelial",
     "lining_coverage",
+    "outer_lining_coverage",
     "is_vessel",
 )
 #: sectors around a lumen whose lining is checked (``lining_coverage`` is a multiple of 1/8)

@@ -46,7 +46,7 @@ class BiomarkersWidget(ScrollingDock):
         self._layer = ComboBox(label="cells layer", choices=self._cells_choices)
         self._column = ComboBox(
             label="graded measurement",
-            choices=self._numeric_columns,
+            choices=self._stain_columns,
             tooltip="The measurement graded for positivity (QuPath: nucleus DAB OD mean).",
         )
         self._mode = ComboBox(
@@ -146,6 +146,12 @@ class BiomarkersWidget(ScrollingDock):
             for c in f.columns
             if is_numeric_dtype(f[c]) and not is_bool_dtype(f[c]) and c != "cell_id"
         ]
+
+    def _stain_columns(self, _: Any = None) -> list[str]:
+        """What can be graded: the stain intensities (``<compartment>_<stain>_od_<stat>``),
+        DAB first; not ids, positions or shapes."""
+        cols = [c for c in self._numeric_columns() if "_od_" in c]
+        return sorted(cols, key=lambda c: "_dab_od_" not in c) or self._numeric_columns()
 
     def _colour_choices(self, _: Any = None) -> list[str]:
         return ["positive_class", *[c for c in self._numeric_columns() if c != "positive_class"]]
