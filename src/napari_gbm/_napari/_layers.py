@@ -323,6 +323,29 @@ MAP_STYLES: dict[str, tuple[str, str]] = {
 }
 
 
+def npz_map_layers(
+    path: Any, keys: Any, slide_mpp: float | None, name: str, metadata: dict[str, Any]
+) -> list[LayerData]:
+    """Hidden image layers of the biomarker maps ``keys`` in a ``maps.npz`` (those it has),
+    titled and coloured by :data:`MAP_STYLES`, named ``"<name> <title>"``."""
+    layers: list[LayerData] = []
+    with np.load(path) as npz:
+        for key in keys:
+            if key not in npz.files:
+                continue
+            title, cmap = map_title(key)
+            data, kw, kind = map_layer(
+                npz[key],
+                float(npz["bin_um"]),
+                slide_mpp,
+                name=f"{name} {title}",
+                colormap=cmap,
+                metadata={**metadata, "map": key},
+            )
+            layers.append((data, {**kw, "visible": False}, kind))
+    return layers
+
+
 def map_title(key: str) -> tuple[str, str]:
     """(title, colour map) of a biomarker map ``key``."""
     return MAP_STYLES.get(key, (key.replace("_", " "), "viridis"))

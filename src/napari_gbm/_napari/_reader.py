@@ -90,7 +90,12 @@ def read_analysis_folder(path: PathOrPaths) -> list[LayerData]:
     import pandas as pd
     from PIL import Image
 
-    from napari_gbm._napari._layers import MAP_STYLES, cells_points_layer, map_layer
+    from napari_gbm._napari._layers import (
+        MAP_STYLES,
+        cells_points_layer,
+        map_layer,
+        npz_map_layers,
+    )
     from napari_gbm._napari._vessels import vessel_layers
     from napari_gbm.biomarkers import REGION_CLASSES, tile_map
 
@@ -160,19 +165,7 @@ def read_analysis_folder(path: PathOrPaths) -> list[LayerData]:
             kw["visible"] = False
             layers.append((data, kw, kind))
     if (folder / "maps.npz").is_file() and mpp:
-        maps = np.load(folder / "maps.npz")
-        for key, (title, cmap) in MAP_STYLES.items():
-            if key in maps.files:
-                data, kw, kind = map_layer(
-                    maps[key],
-                    float(maps["bin_um"]),
-                    mpp,
-                    name=f"{name} {title}",
-                    colormap=cmap,
-                    metadata={**meta, "map": key},
-                )
-                kw["visible"] = False
-                layers.append((data, kw, kind))
+        layers += npz_map_layers(folder / "maps.npz", MAP_STYLES, mpp, name, meta)
     if (folder / "cells.parquet").is_file():
         cells = pd.read_parquet(folder / "cells.parquet")
         area = summary.get("analysed_tissue_area_mm2")

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from napari_gbm import __version__
-from napari_gbm._napari._layers import LayerData, map_layer, map_title
+from napari_gbm._napari._layers import LayerData, npz_map_layers
 
 #: ring colours: vessels in an MVP focus (``mvp_focus >= 0``), and the others (RGBA 0-1);
 #: yellow and cyan stand out on both H&E and hematoxylin-DAB
@@ -202,20 +202,7 @@ def vessel_layers(
     meta = {"analysis_folder": str(folder), **(metadata or {})}
     layers: list[LayerData] = []
     if maps and (folder / "maps.npz").is_file():
-        with np.load(folder / "maps.npz") as npz:
-            for key in VASCULAR_MAPS:
-                if key not in npz.files:
-                    continue
-                title, cmap = map_title(key)
-                data, kw, kind = map_layer(
-                    npz[key],
-                    float(npz["bin_um"]),
-                    slide_mpp,
-                    name=f"{name} {title}",
-                    colormap=cmap,
-                    metadata={**meta, "map": key},
-                )
-                layers.append((data, {**kw, "visible": False}, kind))
+        layers += npz_map_layers(folder / "maps.npz", VASCULAR_MAPS, slide_mpp, name, meta)
     found: list[LayerData | None] = []
     if (folder / "vessels.parquet").is_file():
         vessels = pd.read_parquet(folder / "vessels.parquet")

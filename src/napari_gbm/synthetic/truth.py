@@ -16,7 +16,8 @@ from .nuclei import Block
 
 __all__ = ["NUCLEI_SCHEMA", "TruthWriter", "write_png_gray"]
 
-_REGION_TYPE = pa.dictionary(pa.int8(), pa.string())
+#: a categorical text column of the truth tables (region names, vessel kinds)
+REGION_TYPE = pa.dictionary(pa.int8(), pa.string())
 NUCLEI_SCHEMA = pa.schema(
     [
         ("nucleus_id", pa.int64()),
@@ -27,7 +28,7 @@ NUCLEI_SCHEMA = pa.schema(
         ("major_axis_um", pa.float64()),
         ("minor_axis_um", pa.float64()),
         ("orientation_rad", pa.float64()),
-        ("region", _REGION_TYPE),
+        ("region", REGION_TYPE),
         ("dab_grade", pa.int8()),
         ("dab_od_mean", pa.float32()),
     ]

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from . import _kernels as K
 from . import _params as P
 from .layout import Layout, classify
+from .truth import REGION_TYPE
 
 __all__ = [
     "VESSELS_SCHEMA",
@@ -34,7 +35,6 @@ __all__ = [
 VESSEL_KINDS: tuple[str, ...] = ("capillary", "vessel", "mvp")
 CAPILLARY, VESSEL, MVP_LUMEN = range(3)
 
-_REGION_TYPE = pa.dictionary(pa.int8(), pa.string())
 VESSELS_SCHEMA = pa.schema(
     [
         ("vessel_id", pa.int64()),
@@ -45,8 +45,8 @@ VESSELS_SCHEMA = pa.schema(
         ("major_axis_um", pa.float64()),
         ("minor_axis_um", pa.float64()),
         ("orientation_rad", pa.float64()),
-        ("kind", _REGION_TYPE),
-        ("region", _REGION_TYPE),
+        ("kind", REGION_TYPE),
+        ("region", REGION_TYPE),
     ]
 )
 _ROW_GROUP = 65536
