@@ -290,7 +290,12 @@ def test_analysis_folder_reopens_with_its_layers(make_napari_viewer, synthetic_k
         "cell_density_per_mm2",
         "positive_percent",
         "region_class",
+        "positive_pixel_fraction",  # H-DAB: the DAB-positive area, as maps.npz has it
     }
+    ppc = next(m for m in maps if m.metadata["napari_gbm"]["map"] == "positive_pixel_fraction")
+    with np.load(out / "maps.npz") as npz:
+        np.testing.assert_array_equal(ppc.data, npz["positive_pixel_fraction"])
+    assert not ppc.visible and ppc.name.endswith("DAB-positive area (fraction)")
     # the slide, the cells and a map in one picture: real pixels, not a blank canvas
     pos = next(m for m in maps if m.metadata["napari_gbm"]["map"] == "positive_percent")
     pos.visible = True

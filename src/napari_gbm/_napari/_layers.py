@@ -318,6 +318,7 @@ MAP_STYLES: dict[str, tuple[str, str]] = {
     "cell_density_per_mm2": ("cell density (/mm²)", "magma"),
     "positive_percent": ("Ki-67 index (%)", "inferno"),
     "necrosis": ("necrosis", "red"),
+    "positive_pixel_fraction": ("DAB-positive area (fraction)", "inferno"),
     "vessel_density_per_mm2": ("vessel density (/mm²)", "magma"),
     "microvascular": ("microvascular proliferation", "green"),
 }
