@@ -285,3 +285,15 @@ def test_cd31_microvessel_density_against_drawn_vessels(tmp_path: Path) -> None:
         v["centroid_y_um"].to_numpy()[:, None] - drawn["centroid_y_um"].to_numpy(),
     )
     assert (d.min(axis=1) < 15).mean() >= 0.9  # found vessels lie on drawn ones
+
+
+def test_rerun_removes_an_earlier_runs_vessel_tables(tmp_path: Path) -> None:
+    """A folder analysed as H&E, then again as Ki-67 (no vessels), must not keep the H&E
+    run's vessels: the reader would show them as this run's."""
+    from napari_gbm.outputs import OPTIONAL_OUTPUT_FILES, remove_leftovers
+
+    for name in (*OPTIONAL_OUTPUT_FILES, "cells.parquet", "notes.txt"):
+        (tmp_path / name).write_text("x")
+    removed = remove_leftovers(tmp_path)
+    assert sorted(p.name for p in removed) == sorted(OPTIONAL_OUTPUT_FILES)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cells.parquet", "notes.txt"]

@@ -25,6 +25,7 @@ from napari_gbm.io import file_fingerprint
 
 __all__ = [
     "LEFTOVER_PATTERNS",
+    "OPTIONAL_OUTPUT_FILES",
     "OUTPUT_FILES",
     "check_output_folder",
     "find_analysed_slide",
@@ -34,6 +35,9 @@ __all__ = [
 
 #: hidden temporary names of the atomic writers (io.atomic_path) and the cell streamer
 LEFTOVER_PATTERNS = (".*.tmp", ".cells-*")
+#: files an analysis writes for some slides only (vessels: H&E, CD31, CD34); a re-run
+#: removes an earlier run's first, so they never outlive the analysis they came from
+OPTIONAL_OUTPUT_FILES = ("vessels.parquet", "mvp_foci.parquet")
 #: files of a complete analysis folder; summary.json is written last and marks completion
 OUTPUT_FILES = (
     "cells.parquet",
@@ -90,10 +94,12 @@ def check_output_folder(path: str | os.PathLike[str], what: str = "--out") -> Pa
 
 
 def remove_leftovers(folder: str | os.PathLike[str]) -> list[Path]:
-    """Delete the temporary files and folders of interrupted runs in `folder`.
+    """Delete the temporary files and folders of interrupted runs in `folder`, and the
+    optional outputs of an earlier run (:data:`OPTIONAL_OUTPUT_FILES`).
 
     Only `folder` itself is searched, not its subfolders; names matching
-    :data:`LEFTOVER_PATTERNS` are removed, and ones that cannot be (in use, gone) skipped.
+    :data:`LEFTOVER_PATTERNS` or :data:`OPTIONAL_OUTPUT_FILES` are removed, and ones that
+    cannot be (in use, gone) skipped.
 
     Parameters
     ----------
@@ -109,7 +115,7 @@ def remove_leftovers(folder: str | os.PathLike[str]) -> list[Path]:
     removed: list[Path] = []
     if not folder.is_dir():
         return removed
-    for pattern in LEFTOVER_PATTERNS:
+    for pattern in (*LEFTOVER_PATTERNS, *OPTIONAL_OUTPUT_FILES):
         for p in folder.glob(pattern):
             try:
                 if p.is_dir() and not p.is_symlink():

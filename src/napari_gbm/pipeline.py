@@ -410,7 +410,7 @@ def analyze_slide(
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").unlink(missing_ok=True)  # re-running: the folder is incomplete now
-    remove_leftovers(out)  # temporary files of a run that was killed
+    remove_leftovers(out)  # temporary files of a killed run, an earlier run's vessel tables
     analyze_cells_to_parquet(
         slide,
         grid,
