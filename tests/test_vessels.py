@@ -297,3 +297,28 @@ def test_rerun_removes_an_earlier_runs_vessel_tables(tmp_path: Path) -> None:
     removed = remove_leftovers(tmp_path)
     assert sorted(p.name for p in removed) == sorted(OPTIONAL_OUTPUT_FILES)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cells.parquet", "notes.txt"]
+
+
+def test_vessel_positions_are_in_the_cell_tables_frame(tmp_path: Path) -> None:
+    """A DAB disc centred on level-0 pixel (200, 120) at 0.5 µm/px, read at 1 µm/px: its
+    centroid is at (100, 60) µm, the cell table's frame (pixel index x mpp), not shifted by
+    the coarser read grid."""
+    from PIL import Image
+
+    from napari_gbm import Slide
+    from napari_gbm.detect.stain import reconvolve
+    from napari_gbm.detect.vessels import find_vessels
+
+    hdab = stain_preset("hdab")
+    yy, xx = np.mgrid[:400, :400]
+    disc = np.hypot(yy - 120, xx - 200) <= 12
+    conc = {n: np.zeros((400, 400), np.float32) for n in hdab.names}
+    conc["dab"][disc] = 0.8
+    Image.fromarray(reconvolve(conc, hdab)).save(tmp_path / "dab.png")
+    with Slide(tmp_path / "dab.png", mpp=0.5) as slide:
+        v = find_vessels(slide, None, hdab, "dab", VesselParams(tile_px=64))
+    assert len(v) == 1
+    assert v["centroid_x_um"].iloc[0] == pytest.approx(100.0, abs=0.05)
+    assert v["centroid_y_um"].iloc[0] == pytest.approx(60.0, abs=0.05)
+    # the 1-µm smoothing before the 0.2 OD threshold widens a 0.8 OD disc by ~0.5 µm
+    assert v["area_um2"].iloc[0] == pytest.approx(np.pi * 6.5**2, rel=0.05)

@@ -44,8 +44,10 @@ def nuclei_near(
     window: tuple[int, int, int, int],
     px_um: float,
     params: VesselParams,
+    shift_um: float = 0.0,
 ) -> dict[str, np.ndarray]:
-    """The nuclei inside a window (in window pixels), with their axes."""
+    """The nuclei inside a window (in window pixels: read pixel i is at
+    ``i * px_um + shift_um`` µm), with their axes."""
     empty = {k: np.zeros(0) for k in ("r", "c", "major", "minor", "theta")}
     if nuclei is None or not buckets:
         return empty
@@ -62,9 +64,9 @@ def nuclei_near(
     if not parts:
         return empty
     sel = np.concatenate(parts)
-    c = nuclei.x_um[sel] / px_um - x0
-    r = nuclei.y_um[sel] / px_um - y0
-    inside = (c >= 0) & (c < ww) & (r >= 0) & (r < hh)
+    c = (nuclei.x_um[sel] - shift_um) / px_um - x0
+    r = (nuclei.y_um[sel] - shift_um) / px_um - y0
+    inside = (c >= -0.5) & (c < ww - 0.5) & (r >= -0.5) & (r < hh - 0.5)
     sel = sel[inside]
     return {
         "r": r[inside],
@@ -166,8 +168,8 @@ def _wall_nuclei(
     if n == 0 or near["r"].size == 0:
         return counts
     dist, (ir, ic) = ndimage.distance_transform_edt(lum == 0, return_indices=True)
-    r = np.clip(near["r"].astype(np.int64), 0, lum.shape[0] - 1)
-    c = np.clip(near["c"].astype(np.int64), 0, lum.shape[1] - 1)
+    r = np.clip(np.rint(near["r"]).astype(np.int64), 0, lum.shape[0] - 1)
+    c = np.clip(np.rint(near["c"]).astype(np.int64), 0, lum.shape[1] - 1)
     d_um = dist[r, c] * px_um
     owner = lum[ir[r, c], ic[r, c]]
     in_wall = (d_um > 0) & (d_um <= params.wall_um) & (owner > 0)

@@ -164,6 +164,9 @@ def find_vessels(
     mpp = slide.require_mpp()
     ds = max(1.0, params.resolution_um / mpp)
     px_um = ds * mpp
+    # a read pixel i is centred on level-0 pixel (i + 0.5) * ds - 0.5 (index coordinates,
+    # the frame of the cell table's µm): µm = i * px_um + shift
+    shift = 0.5 * (px_um - mpp)
     order, buckets = bucket_nuclei(nuclei, params.tile_px * px_um)
     rows: list[pd.DataFrame] = []
     for x, y, w, h, halo in _tiles(slide, tissue, params):
@@ -174,16 +177,19 @@ def find_vessels(
         if kind == "dab":
             found = _dab_objects(rgb, on_tissue, stains, px_um, params)
         else:
-            near = nuclei_near(nuclei, order, buckets, (x0, y0, ww, hh), px_um, params)
+            window = (x0, y0, ww, hh)
+            near = nuclei_near(nuclei, order, buckets, window, px_um, params, shift)
             found = lumina(rgb, on_tissue, stains, px_um, params, near)
         if found.empty:
             continue
         cx = found.pop("_cx").to_numpy()
         cy = found.pop("_cy").to_numpy()
-        own = (cx >= halo) & (cx < halo + w) & (cy >= halo) & (cy < halo + h)
+        # pixel i covers [i - 0.5, i + 0.5): the core holds pixels halo .. halo + w - 1
+        own = (cx + 0.5 >= halo) & (cx + 0.5 < halo + w) & (cy + 0.5 >= halo)
+        own &= cy + 0.5 < halo + h
         found = found[own].copy()
-        found["centroid_x_um"] = (cx[own] + x0) * px_um
-        found["centroid_y_um"] = (cy[own] + y0) * px_um
+        found["centroid_x_um"] = (cx[own] + x0) * px_um + shift
+        found["centroid_y_um"] = (cy[own] + y0) * px_um + shift
         rows.append(found)
     table = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
     return _as_vessel_table(table, kind)
