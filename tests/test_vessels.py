@@ -322,3 +322,36 @@ def test_vessel_positions_are_in_the_cell_tables_frame(tmp_path: Path) -> None:
     assert v["centroid_y_um"].iloc[0] == pytest.approx(60.0, abs=0.05)
     # the 1-µm smoothing before the 0.2 OD threshold widens a 0.8 OD disc by ~0.5 µm
     assert v["area_um2"].iloc[0] == pytest.approx(np.pi * 6.5**2, rel=0.05)
+
+
+def test_geojson_export_writes_vessels_and_mvp_foci_for_qupath(mvp_slides, tmp_path) -> None:
+    """``napari-gbm export DIR --to geojson``: beside the cells, the slide's vessels
+    (detections) and MVP foci (annotations) in QuPath's layout, in level-0 pixels."""
+    from napari_gbm.cli import main
+
+    _, folder = mvp_slides[0]
+    out = tmp_path / "he.geojson"
+    assert main(["export", str(folder), "--to", "geojson", "--out", str(out)]) == 0
+    doc = json.loads((tmp_path / "he.vessels.geojson").read_text())
+    s = json.loads((folder / "summary.json").read_text())
+    mpp = s["slide"]["mpp"]
+    kinds = [f["properties"]["objectType"] for f in doc["features"]]
+    assert kinds.count("annotation") == s["n_mvp_foci"]
+    assert kinds.count("detection") == s["n_vessels"]
+    foci = pd.read_parquet(folder / "mvp_foci.parquet")
+    first = next(f for f in doc["features"] if f["properties"]["objectType"] == "annotation")
+    assert first["properties"]["classification"]["name"] == "Microvascular proliferation"
+    ring = np.asarray(first["geometry"]["coordinates"][0])
+    assert (ring[0] == ring[-1]).all()  # closed
+    np.testing.assert_allclose(
+        ring[:-1, 0], np.asarray(foci["outline_x_um"].iloc[0]) / mpp + 0.5, atol=0.01
+    )
+    assert first["properties"]["measurements"]["Vessels"] == foci["n_vessels"].iloc[0]
+    v = pd.read_parquet(folder / "vessels.parquet").query("is_vessel").iloc[0]
+    det = next(f for f in doc["features"] if f["properties"]["objectType"] == "detection")
+    centre = np.asarray(det["geometry"]["coordinates"][0])[:-1].mean(axis=0)
+    np.testing.assert_allclose(
+        centre, [v["centroid_x_um"] / mpp + 0.5, v["centroid_y_um"] / mpp + 0.5], atol=0.05
+    )
+    assert det["properties"]["classification"]["name"] in ("Vessel", "Vessel (MVP)")
+    assert len({f["id"] for f in doc["features"]}) == len(doc["features"])

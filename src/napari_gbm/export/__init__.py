@@ -14,7 +14,9 @@ names, QuPath GeoJSON of cells and outlines, and cells as AnnData for the scvers
   (:func:`write_cells_h5ad`), written with h5py by anndata's on-disk format spec;
 - :mod:`._h5ad`: the elements of that format (arrays, dataframes, categoricals, ``uns``);
 - :mod:`.spatialdata`: cells, nucleus shapes and the slide image as a SpatialData store
-  (:func:`write_cells_spatialdata`; the optional extra ``napari-gbm[spatialdata]``).
+  (:func:`write_cells_spatialdata`; the optional extra ``napari-gbm[spatialdata]``);
+- :mod:`.vessels`: vessels and microvascular-proliferation foci as QuPath GeoJSON
+  (:func:`vessels_to_geojson`), written beside a slide's cells by a GeoJSON export.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ __getattr__, __dir__, __all__ = attach(
         "write_h5ad": "anndata",
         "cells_to_anndata": "anndata",
         "write_cells_spatialdata": "spatialdata",
+        "vessels_to_geojson": "vessels",
     },
 )
 
@@ -77,6 +80,7 @@ if TYPE_CHECKING:
     )
     from napari_gbm.export.formats import EXPORT_FORMATS, export_cells
     from napari_gbm.export.geojson import cells_to_geojson, labels_to_geojson
+    from napari_gbm.export.vessels import vessels_to_geojson
     from napari_gbm.export.naming import (
         HISTOMICSTK_PREFIX,
         QUPATH_PREFIX,

@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from napari_gbm.export.anndata import read_analysis_for_anndata
 from napari_gbm.export.formats import EXPORT_FORMATS, _check_choices, export_cells
 from napari_gbm.export.spatialdata import require_spatialdata
+from napari_gbm.export.vessels import vessels_geojson_path, vessels_to_geojson
 from napari_gbm.outputs import (
     LEFTOVER_PATTERNS,
     OUTPUT_FILES,
@@ -479,4 +480,21 @@ def export_results(
         meta = slide.summary
         export_cells(cells, path, to, names=names, metadata=meta, mpp=slide.mpp, slide=image)
         done(path, len(cells))
+        if to == "geojson" and (slide.path / "vessels.parquet").is_file() and slide.mpp:
+            result.paths.append(_vessels_geojson(slide, path))  # for review in QuPath
     return result
+
+
+def _vessels_geojson(slide: AnalysisFolder, cells_path: Path) -> Path:
+    """The slide's vessels and MVP foci beside its cells' GeoJSON."""
+    path = vessels_geojson_path(cells_path)
+    keys = ("slide_id", "vessel_source", "n_vessels", "n_mvp_foci", "microvascular_area_mm2")
+    vessels_to_geojson(
+        pd.read_parquet(slide.path / "vessels.parquet"),
+        pd.read_parquet(slide.path / "mvp_foci.parquet"),
+        float(slide.mpp or 0),
+        path,
+        slide_id=slide.slide_id,
+        metadata={k: slide.summary.get(k) for k in keys},
+    )
+    return path
