@@ -5,7 +5,9 @@ lumen, and the MVP area found over the drawn microvascular regions. For each syn
 CD31 slide: microvessel density and the Weidner hotspot count against the drawn ones,
 next to a plain scikit-image count measured in the same run (``skimage.color.rgb2hed``
 DAB above its Otsu threshold on tissue, a 2-µm closing, components >= 15 µm²). For the real slides
-(CMU-1, skin; the TCGA slide, a head-and-neck carcinoma): what the H&E detector finds.
+(CMU-1, skin; the TCGA slide, a head-and-neck carcinoma) and the annotated H&E fields of
+other organs in ``../shared/data/annotated`` (MoNuSeg, CRCHistoPhenotypes, CryoNuSeg): what
+the H&E detector finds where no MVP is.
 
     python benchmarks/bench_vessels.py [--size 4096] [--out /tmp/bench_vessels]
 """
@@ -26,7 +28,7 @@ from skimage.morphology import disk
 
 from napari_gbm import Slide, analyze_slide
 from napari_gbm.detect.cells import CellParams
-from napari_gbm.pipeline import AnalyzeParams
+from napari_gbm.pipeline import AnalyzeParams, NoTissueError
 from napari_gbm.synthetic import make_synthetic_slide
 from napari_gbm.synthetic.layout import build_layout
 from napari_gbm.wsi.tissue import detect_tissue
@@ -109,6 +111,23 @@ def main() -> None:
             f"  {name}: {s['n_vessels']} vessels ({s['vessel_density_per_mm2']:.1f} /mm² of "
             f"{s['analysed_tissue_area_mm2']:.2f} mm²), {s['n_mvp_foci']} MVP foci"
         )
+    print("Real H&E fields of other organs (annotated sets; no MVP expected)")
+    for name in ("monuseg", "crchisto_2016", "cryonuseg_draft2019_PARTIAL"):
+        root = SHARED.parent / "annotated" / name
+        if not (root / "manifest.csv").exists():
+            print(f"  {name}: not found in {root.parent}")
+            continue
+        n = vessels = foci = 0
+        area = 0.0
+        for row in pd.read_csv(root / "manifest.csv").itertuples():
+            image = next((root / "images").glob(f"{row.image}.*"))
+            try:
+                s = analyze_slide(image, args.out / name / row.image, he, mpp=float(row.mpp))
+            except NoTissueError:  # no cells: nothing to judge
+                continue
+            n, area = n + 1, area + s["analysed_tissue_area_mm2"]
+            vessels, foci = vessels + s["n_vessels"], foci + s["n_mvp_foci"]
+        print(f"  {name}: {n} fields, {area:.2f} mm², {vessels} vessels, {foci} MVP foci")
 
 
 if __name__ == "__main__":

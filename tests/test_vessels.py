@@ -95,6 +95,27 @@ def test_lumen_open_to_glass_or_a_slit_is_no_lumen() -> None:
     assert found.empty
 
 
+def test_fat_cells_are_no_vessels() -> None:
+    """Adipocytes: round empty vacuoles with flat nuclei at their rim, but each among other
+    vacuoles across a thin septum; the same lumen alone in tissue is a vessel."""
+    shape = (300, 300)
+    rgb = np.full((*shape, 3), (200, 120, 190), np.uint8)
+    for cy in (60, 102, 144, 186, 228):
+        for cx in (60, 102, 144, 186, 228):
+            rgb[_disc(shape, cy, cx, 20)] = 245  # 40-µm vacuoles, 2-µm septa
+    near = _ring(144, 144, 21, 8, True)  # flat nuclei in the septa around the middle one
+    found = lumina(rgb, np.ones(shape, bool), stain_preset("he"), 1.0, VesselParams(), near)
+    inner = (found["_cx"].between(90, 200)) & (found["_cy"].between(90, 200))
+    assert not inner.any()  # a vacuole among others is no lumen (corners have 2 neighbours)
+    assert not found["is_vessel"].any()
+    alone = np.full((*shape, 3), (200, 120, 190), np.uint8)
+    alone[_disc(shape, 144, 144, 20)] = 245
+    lining = _ring(144, 144, 24, 8, True)
+    found = lumina(alone, np.ones(shape, bool), stain_preset("he"), 1.0, VesselParams(), lining)
+    assert len(found) == 1 and found["is_vessel"].iloc[0]
+    assert found["surround_empty"].iloc[0] == 0.0
+
+
 # --- slide-level: MVP foci and the hotspot, by hand ------------------------------------
 
 

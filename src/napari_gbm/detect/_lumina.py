@@ -122,12 +122,14 @@ def lumina(
     props = regionprops_table(
         lum,
         properties=("label", "centroid", "solidity", "area", "axis_major_length",
-                    "axis_minor_length"),
+                    "axis_minor_length", "bbox"),
     )  # fmt: skip
     elongation = props["axis_major_length"] / np.maximum(props["axis_minor_length"], 1.0)
+    surround = _surround_empty(lum, props, empty | ~on_tissue, px_um)
     solid = (props["solidity"] >= params.lumen_min_solidity) & (
         elongation <= params.lumen_max_elongation
     )
+    solid &= surround <= params.lumen_max_surround_empty  # fat cells: empty all around
     wall = _wall_nuclei(lum, (props["centroid-0"], props["centroid-1"]), px_um, params, near)
     a = props["area"] * px_um**2
     out = pd.DataFrame(
@@ -139,6 +141,7 @@ def lumina(
             "lumen_area_um2": a,
             "solidity": props["solidity"],
             "enclosure": enclosure[keep_ids - 1],
+            "surround_empty": surround,
             **{k: v[props["label"] - 1] for k, v in wall.items()},
         }
     )
@@ -146,6 +149,25 @@ def lumina(
     out["is_vessel"] = (out["n_endothelial"] >= params.vessel_min_endothelial) & (
         out["lining_coverage"] >= params.vessel_min_lining
     )
+    return out
+
+
+def _surround_empty(
+    lum: np.ndarray, props: dict[str, np.ndarray], empty: np.ndarray, px_um: float
+) -> np.ndarray:
+    """Per lumen: the empty fraction of the band 3-8 µm outside it. A vessel stands in its
+    wall and the tissue around it; a fat cell is ringed by its neighbours' empty vacuoles
+    across a septum of 1-3 µm."""
+    r_in, r_out = 3.0 / px_um, 8.0 / px_um
+    pad = int(np.ceil(r_out)) + 1
+    out = np.zeros(len(props["label"]))
+    for i, lab in enumerate(props["label"]):
+        r0, c0 = max(0, props["bbox-0"][i] - pad), max(0, props["bbox-1"][i] - pad)
+        r1 = min(lum.shape[0], props["bbox-2"][i] + pad)
+        c1 = min(lum.shape[1], props["bbox-3"][i] + pad)
+        d = ndimage.distance_transform_edt(lum[r0:r1, c0:c1] != lab)
+        band = (d > r_in) & (d <= r_out)
+        out[i] = empty[r0:r1, c0:c1][band].mean() if band.any() else 0.0
     return out
 
 

@@ -33,6 +33,7 @@ VESSEL_COLUMNS = (
     "lumen_area_um2",
     "solidity",
     "enclosure",
+    "surround_empty",
     "dab_od_mean",
     "n_wall_nuclei",
     "n_endothelial",
@@ -70,6 +71,9 @@ class VesselParams:
     lumen_max_elongation : float, default 4.0
         Largest major / minor axis ratio: a vessel cut at 75 degrees to its axis is still
         an ellipse of ratio ~4; a crack is a slit.
+    lumen_max_surround_empty : float, default 0.3
+        Largest empty fraction (0-1) of the band 3-8 µm around a lumen: a vessel stands in
+        tissue, a fat cell among other fat cells' vacuoles.
     blood_min_eosin_od : float, default 0.5
         Red cells: eosin OD at least this (OD units) ...
     blood_max_h_ratio : float, default 0.4
@@ -121,6 +125,7 @@ class VesselParams:
     lumen_max_area_um2: float = 30000.0
     lumen_min_solidity: float = 0.8
     lumen_max_elongation: float = 4.0
+    lumen_max_surround_empty: float = 0.3
     blood_min_eosin_od: float = 0.5
     blood_max_h_ratio: float = 0.4
     lumen_min_empty_fraction: float = 0.1

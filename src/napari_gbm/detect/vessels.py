@@ -16,8 +16,10 @@ stratified, crowded endothelial cells and pericytes, often in glomeruloid tufts)
    ``lumen_min_area_um2`` to ``lumen_max_area_um2``, at least
    ``lumen_min_empty_fraction`` empty (a blood clot is no lumen), solid enough
    (``lumen_min_solidity``) and not a slit (``lumen_max_elongation``: a tear or a crack
-   is no lumen), and enclosed: at least ``lumen_min_enclosure`` of a 2-µm ring around
-   the component is stained tissue (an open edge of glass is no lumen);
+   is no lumen), enclosed: at least ``lumen_min_enclosure`` of a 2-µm ring around
+   the component is stained tissue (an open edge of glass is no lumen), and standing in
+   tissue: at most ``lumen_max_surround_empty`` of the band 3-8 µm around it is empty
+   (fat cells sit among the vacuoles of other fat cells);
 2. *wall nuclei*: the detected nuclei within ``wall_um`` of the lumen (nearest lumen by
    distance transform); *endothelial* ones are elongated (major / minor axis
    >= ``wall_min_elongation``) and lie along the lumen outline (major axis within
