@@ -236,3 +236,20 @@ def test_sampled_on_a_thumbnail_grid() -> None:
     thumb = tm.sampled(3, 5)  # non-square grid: rows by the slide's height
     assert thumb.shape == (3, 5)
     np.testing.assert_array_equal(thumb[:, 0], [True, False, False])
+
+
+def test_on_grid_against_the_level0_mask() -> None:
+    """A window of a coarser grid takes the mask pixel under each grid pixel's centre
+    (brute force on the level-0 mask); off the slide it is False."""
+    rng = np.random.default_rng(3)
+    mask = rng.random((40, 50)) > 0.5
+    tm = _mask_obj(mask, 4.0)
+    full = np.kron(mask, np.ones((4, 4), bool))  # level-0 mask, 200 x 160
+    for ds in (2.0, 3.0, 5.0):
+        for x0, y0 in ((0, 0), (7, 3), (-4, -2), (30, 40)):
+            got = tm.on_grid(x0, y0, (12, 15), ds)
+            cy = np.floor((np.arange(12) + y0 + 0.5) * ds).astype(int)
+            cx = np.floor((np.arange(15) + x0 + 0.5) * ds).astype(int)
+            inside = (cy[:, None] >= 0) & (cy[:, None] < 160) & (cx >= 0) & (cx < 200)
+            want = np.where(inside, full[np.clip(cy, 0, 159)][:, np.clip(cx, 0, 199)], False)
+            np.testing.assert_array_equal(got, want, err_msg=f"ds {ds}, at {x0}, {y0}")

@@ -297,13 +297,7 @@ def slide_positive_pixels(
             if tissue is None:
                 mask = tissue_mask_from_rgb(rgb, pixel_um, TissueParams())[0]
             else:
-                mi = np.minimum(
-                    (rows * ds / tissue.downsample).astype(int), tissue.mask.shape[0] - 1
-                )
-                mj = np.minimum(
-                    (cols * ds / tissue.downsample).astype(int), tissue.mask.shape[1] - 1
-                )
-                mask = tissue.mask[np.ix_(mi, mj)]
+                mask = tissue.on_grid(ox, oy, (th, tw), ds)
             if not mask.any():
                 continue
             grade, stained, dab = _classes(rgb, mask, params, unmix)

@@ -100,23 +100,6 @@ def _tiles(
             yield x, y, w, h, halo
 
 
-def _tissue_window(
-    tissue: TissueMask | None, ds: float, x0: int, y0: int, shape: tuple[int, int]
-) -> np.ndarray:
-    if tissue is None:
-        return np.ones(shape, bool)
-    rows = ((np.arange(shape[0]) + y0 + 0.5) * ds / tissue.downsample).astype(int)
-    cols = ((np.arange(shape[1]) + x0 + 0.5) * ds / tissue.downsample).astype(int)
-    inside_r = (rows >= 0) & (rows < tissue.mask.shape[0])
-    inside_c = (cols >= 0) & (cols < tissue.mask.shape[1])
-    m = tissue.mask[
-        np.ix_(
-            np.clip(rows, 0, tissue.mask.shape[0] - 1), np.clip(cols, 0, tissue.mask.shape[1] - 1)
-        )
-    ]
-    return m & inside_r[:, None] & inside_c[None, :]
-
-
 def find_vessels(
     slide: Slide,
     tissue: TissueMask | None,
@@ -175,7 +158,9 @@ def find_vessels(
         x0, y0 = x - halo, y - halo
         ww, hh = w + 2 * halo, h + 2 * halo
         rgb = slide.read_downsampled((x0 * ds, y0 * ds, ww * ds, hh * ds), (ww, hh))
-        on_tissue = _tissue_window(tissue, ds, x0, y0, (hh, ww))
+        on_tissue = (
+            np.ones((hh, ww), bool) if tissue is None else tissue.on_grid(x0, y0, (hh, ww), ds)
+        )
         if kind == "dab":
             found = _dab_objects(rgb, on_tissue, stains, px_um, params)
         else:

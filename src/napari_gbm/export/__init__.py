@@ -80,7 +80,6 @@ if TYPE_CHECKING:
     )
     from napari_gbm.export.formats import EXPORT_FORMATS, export_cells
     from napari_gbm.export.geojson import cells_to_geojson, labels_to_geojson
-    from napari_gbm.export.vessels import vessels_to_geojson
     from napari_gbm.export.naming import (
         HISTOMICSTK_PREFIX,
         QUPATH_PREFIX,
@@ -93,3 +92,4 @@ if TYPE_CHECKING:
     from napari_gbm.export.outlines import LabelOutlines, labels_to_polygons
     from napari_gbm.export.spatialdata import write_cells_spatialdata
     from napari_gbm.export.tables import export_table
+    from napari_gbm.export.vessels import vessels_to_geojson

@@ -157,6 +157,32 @@ class TissueMask:
     def tissue_area_mm2(self) -> float:
         return self.tissue_area_um2 / 1e6
 
+    def on_grid(self, x0: int, y0: int, shape: tuple[int, int], ds: float) -> np.ndarray:
+        """The mask on a window of a grid of ``ds`` level-0 pixels per pixel (a slide read
+        at a lower resolution): ``shape`` (rows, cols) grid pixels from grid pixel
+        ``(x0, y0)``, each taking the mask pixel under its centre; False off the mask (a
+        window may reach past the slide).
+
+        Parameters
+        ----------
+        x0, y0 : int
+            The window's first column and row, grid pixels (may be negative).
+        shape : tuple of int
+            ``(rows, cols)`` of the window.
+        ds : float
+            Level-0 pixels per grid pixel.
+
+        Returns
+        -------
+        numpy.ndarray of bool, shape `shape`
+        """
+        rows = np.floor((np.arange(shape[0]) + y0 + 0.5) * ds / self.downsample).astype(int)
+        cols = np.floor((np.arange(shape[1]) + x0 + 0.5) * ds / self.downsample).astype(int)
+        h, w = self.mask.shape
+        r_in, c_in = (rows >= 0) & (rows < h), (cols >= 0) & (cols < w)
+        out = self.mask[np.ix_(np.clip(rows, 0, h - 1), np.clip(cols, 0, w - 1))]
+        return out & r_in[:, None] & c_in[None, :]
+
     def sampled(self, height: int, width: int) -> np.ndarray:
         """The mask on a ``height`` x ``width`` grid covering the slide (nearest mask
         pixel to each grid pixel's centre): to overlay or select on a thumbnail."""
