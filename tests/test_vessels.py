@@ -259,6 +259,11 @@ def test_synthetic_vessels_and_mvp_area_against_drawn_truth(mvp_slides) -> None:
         assert foci["area_um2"].sum() / 1e6 == pytest.approx(s["microvascular_area_mm2"])
         tiles = pd.read_parquet(folder / "tiles.parquet")
         assert tiles["vessel_count"].sum() == len(v)
+        core = tiles.set_index("tile_id").loc[v["tile_id"]]  # each vessel's tile holds it
+        x0, y0 = core["core_x0_um"].to_numpy(), core["core_y0_um"].to_numpy()
+        x1, y1 = x0 + core["core_width_um"].to_numpy(), y0 + core["core_height_um"].to_numpy()
+        x, y = v["centroid_x_um"].to_numpy(), v["centroid_y_um"].to_numpy()
+        assert ((x0 <= x + 1e-6) & (x < x1 + 1e-6) & (y0 <= y + 1e-6) & (y < y1 + 1e-6)).all()
         assert (tiles.loc[tiles["region_name"] == "microvascular", "microvascular_fraction"]
                 >= 0.1).all()  # fmt: skip
     # over both slides: within 30 % of the drawn MVP regions (issue 18)
@@ -375,4 +380,8 @@ def test_geojson_export_writes_vessels_and_mvp_foci_for_qupath(mvp_slides, tmp_p
         centre, [v["centroid_x_um"] / mpp + 0.5, v["centroid_y_um"] / mpp + 0.5], atol=0.05
     )
     assert det["properties"]["classification"]["name"] in ("Vessel", "Vessel (MVP)")
+    from napari_gbm.export.vessels import vessels_geojson_path
+
+    assert vessels_geojson_path(out) == tmp_path / "he.vessels.geojson"
+    assert vessels_geojson_path(tmp_path / "he") == tmp_path / "he.vessels.geojson"
     assert len({f["id"] for f in doc["features"]}) == len(doc["features"])

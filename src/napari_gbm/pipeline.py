@@ -442,19 +442,19 @@ def analyze_slide(
             f"no cells found in {where}; is the image blank, out of focus, or not "
             f"{'H&E' if params.cells.stain == 'he' else 'H-DAB'}? Nothing was written",
         )
+    vsource = vessel_source(params.cells.stain, params.marker)
     extra = MARKER_CELL_COLUMNS if params.marker is not None else ()
-    columns = list(dict.fromkeys([*CELL_COLUMNS, *extra, "positive_class"]))
+    walls = NUCLEUS_POINT_COLUMNS if vsource == "he" else ()  # lumina: judged by nuclei
+    columns = list(dict.fromkeys([*CELL_COLUMNS, *extra, *walls, "positive_class"]))
     cells = pq.read_table(out / "cells.parquet", columns=columns)
     w0, h0 = slide.dimensions
     mask = np.ones((1, 1), bool) if whole_image else tissue.mask
     table = cells.to_pandas()
-    vsource = vessel_source(params.cells.stain, params.marker)
     vessels = None
-    if vsource is not None:  # H&E lumina (walls judged by the nuclei), CD31 / CD34 profiles
-        walls = pq.read_table(out / "cells.parquet", columns=list(NUCLEUS_POINT_COLUMNS))
+    if vsource is not None:  # H&E lumina, CD31 / CD34 vessel profiles
         kind: Literal["lumen", "dab"] = "lumen" if vsource == "he" else "dab"
-        nuclei = NucleusPoints.from_table(walls.to_pandas())
-        vessels = find_vessels(slide, roi, stains, kind, params.vessels, nuclei)
+        nuclei = NucleusPoints.from_table(table) if walls else None
+        vessels = find_vessels(slide, roi, stains, kind, params.vessels, nuclei, grid)
     if vsource in ("cd31", "cd34"):  # a vessel marker grades vessels, no cells
         table = table.drop(columns=["positive_class", params.biomarkers.positivity.column],
                            errors="ignore")  # fmt: skip

@@ -36,7 +36,14 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["GridMaps", "SpatialParams", "disc_sum", "grid_counts", "spatial_biomarkers"]
+__all__ = [
+    "GridMaps",
+    "SpatialParams",
+    "disc_kernel",
+    "disc_sum",
+    "grid_counts",
+    "spatial_biomarkers",
+]
 
 
 @dataclass(frozen=True)
@@ -161,7 +168,9 @@ def grid_counts(
     return np.bincount(i * w + j, weights=weights, minlength=h * w).reshape(h, w).astype(float)
 
 
-def _disc(radius_bins: float) -> np.ndarray:
+def disc_kernel(radius_bins: float) -> np.ndarray:
+    """The disc of :func:`disc_sum` as a 0/1 array: the bins whose centre offset is within
+    ``radius_bins`` (its sum is the number of bins a whole disc holds)."""
     r = int(np.ceil(radius_bins))
     yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
     return (xx**2 + yy**2 <= radius_bins**2).astype(np.float64)
@@ -182,7 +191,7 @@ def disc_sum(grid: np.ndarray, radius_bins: float) -> np.ndarray:
     numpy.ndarray of float64
         Same shape as `grid` (an FFT convolution; values within 1e-9 of 0 are set to 0).
     """
-    k = _disc(radius_bins)
+    k = disc_kernel(radius_bins)
     if grid.size == 0:
         return grid.astype(np.float64)
     # lazy: scipy.signal takes 0.5-0.8 s to import, on napari's event loop (reader)
@@ -248,7 +257,7 @@ def spatial_biomarkers(
     r_d = p.density_radius_um / b
     tissue_d = disc_sum(tis.astype(float), r_d)
     dens = np.where(
-        tissue_d > 0.25 * _disc(r_d).sum(),
+        tissue_d > 0.25 * disc_kernel(r_d).sum(),
         disc_sum(counts, r_d) / np.maximum(tissue_d, 1e-9) / bin_mm2,
         np.nan,
     )
@@ -265,7 +274,8 @@ def spatial_biomarkers(
     tissue_bins = int(tis.sum())
     viable = tis & ~necrosis
     median_viable = float(np.nanmedian(dens[viable])) if viable.any() else float("nan")
-    band = ndimage.binary_dilation(necrosis, _disc(p.palisade_band_um / b).astype(bool)) & viable
+    band_disc = disc_kernel(p.palisade_band_um / b).astype(bool)
+    band = ndimage.binary_dilation(necrosis, band_disc) & viable
     palisade = band & (np.nan_to_num(dens, nan=0.0) > p.palisade_density_ratio * median_viable)
     maps["necrosis"] = necrosis.astype(np.uint8)
     maps["pseudopalisade"] = palisade.astype(np.uint8)
@@ -287,7 +297,7 @@ def spatial_biomarkers(
         pos = np.asarray(positive, bool)
         pos_counts = grid_counts(x[pos], y[pos], shape, b)
         r_h = p.hotspot_radius_um / b
-        disc_n = _disc(r_h).sum()
+        disc_n = disc_kernel(r_h).sum()
         tissue_h = disc_sum(tis.astype(float), r_h)
         n_h = disc_sum(counts, r_h)
         pos_h = disc_sum(pos_counts, r_h)
@@ -341,7 +351,7 @@ def _necrosis(
     if n:  # isolated empty spots between sparse nuclei are not necrosis
         sizes = np.bincount(lab.ravel())[1:] * (f / 1000.0) ** 2
         core = np.concatenate([[False], sizes >= p.necrosis_min_core_mm2])[lab]
-    nec = ndimage.binary_dilation(core, _disc(p.necrosis_clearance_um / f).astype(bool))
+    nec = ndimage.binary_dilation(core, disc_kernel(p.necrosis_clearance_um / f).astype(bool))
     # the scattered pyknotic nuclei inside a focus leave holes in it
     nec = ndimage.binary_fill_holes(nec) & tis
     lab, n = ndimage.label(nec)

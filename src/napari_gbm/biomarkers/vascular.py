@@ -40,7 +40,7 @@ from scipy.spatial import ConvexHull, QhullError, cKDTree
 from skimage.draw import polygon as draw_polygon
 
 from napari_gbm.biomarkers.markers import get_marker
-from napari_gbm.biomarkers.spatial import disc_sum, grid_counts
+from napari_gbm.biomarkers.spatial import disc_kernel, disc_sum, grid_counts
 
 __all__ = [
     "VASCULAR_SUMMARY_KEYS",
@@ -244,12 +244,12 @@ def _hotspot(
         v["centroid_x_um"].to_numpy(), v["centroid_y_um"].to_numpy(), shape, bin_um
     )
     tis = tissue_bins.astype(float)
-    full = disc_sum(np.ones(shape), r).max() if tis.size else 0.0
+    full = disc_kernel(r).sum()  # the bins of a whole disc
     tissue_disc = disc_sum(tis, r)
     n_disc = disc_sum(counts, r)
     bin_mm2 = (bin_um / 1000.0) ** 2
     # a disc qualifies when its tissue is at least the fraction of a whole disc's area
-    ok = (tissue_disc >= params.hotspot_min_tissue * max(full, 1.0)) & tissue_bins
+    ok = (tissue_disc >= params.hotspot_min_tissue * full) & tissue_bins
     density = np.where(ok, n_disc / np.maximum(tissue_disc, 1e-9) / bin_mm2, np.nan)
     out: dict[str, Any] = {
         "microvessel_hotspot_density_per_mm2": None,

@@ -172,10 +172,11 @@ def slide_biomarkers(
     params : BiomarkerParams, optional
         None uses ``BiomarkerParams()``.
     vessels : pandas.DataFrame, optional
-        The slide's vessel objects (:func:`napari_gbm.detect.vessels.find_vessels`); with
-        them the summary has vessel density, its hotspot and (H&E) microvascular
-        proliferation, the tiles ``vessel_count``, ``vessel_density_per_mm2`` and
-        ``microvascular_fraction``; without, those are None / NaN.
+        The slide's vessel objects (:func:`napari_gbm.detect.vessels.find_vessels` given the
+        tiles' grid, so each has its ``tile_id``); with them the summary has vessel density,
+        its hotspot and (H&E) microvascular proliferation, the tiles ``vessel_count``,
+        ``vessel_density_per_mm2`` and ``microvascular_fraction``; without, those are None /
+        NaN.
     vessel_source : {"he", "cd31", "cd34"}, optional
         What `vessels` are (see :func:`~napari_gbm.biomarkers.vascular.vascular_biomarkers`);
         required with `vessels`.
@@ -339,19 +340,16 @@ def _tile_table(
 
 def _vascular_columns(t: pd.DataFrame, vascular: VascularResult | None, maps: GridMaps) -> None:
     """``vessel_count``, ``vessel_density_per_mm2`` and ``microvascular_fraction`` per tile
-    (NaN without vessels; vessels counted in the tile whose core holds their centre)."""
+    (NaN without vessels; each vessel counted in its ``tile_id``, the tile whose core holds
+    its centre)."""
     nan = np.full(len(t), np.nan)
     if vascular is None:
         t["vessel_count"] = nan
         t["vessel_density_per_mm2"] = nan
         t["microvascular_fraction"] = nan
         return
-    v = vascular.vessels
-    x, y = v["centroid_x_um"].to_numpy(), v["centroid_y_um"].to_numpy()
-    x0, y0 = t["core_x0_um"].to_numpy(), t["core_y0_um"].to_numpy()
-    x1, y1 = x0 + t["core_width_um"].to_numpy(), y0 + t["core_height_um"].to_numpy()
-    inside = (x[:, None] >= x0) & (x[:, None] < x1) & (y[:, None] >= y0) & (y[:, None] < y1)
-    count = inside.sum(axis=0) if len(v) else np.zeros(len(t), int)
+    tid = vascular.vessels["tile_id"].to_numpy().astype(np.int64)
+    count = np.bincount(tid[tid >= 0], minlength=len(t))[: len(t)]
     area = t["tissue_area_mm2"].to_numpy()
     t["vessel_count"] = np.where(area > 0, count, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):

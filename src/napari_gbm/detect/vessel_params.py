@@ -25,6 +25,7 @@ NUCLEUS_POINT_COLUMNS = (
 #: NaN / -1 for DAB vessels and the DAB one NaN for lumina
 VESSEL_COLUMNS = (
     "vessel_id",
+    "tile_id",
     "kind",
     "centroid_x_um",
     "centroid_y_um",

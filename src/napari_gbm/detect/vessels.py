@@ -67,6 +67,7 @@ from napari_gbm.detect.vessel_params import (
 )
 from napari_gbm.masks import fill_small_holes
 from napari_gbm.wsi.slide import Slide
+from napari_gbm.wsi.tiling import TileGrid, owner_tile_ids
 from napari_gbm.wsi.tissue import TissueMask
 
 __all__ = [
@@ -107,6 +108,7 @@ def find_vessels(
     kind: Literal["lumen", "dab"],
     params: VesselParams | None = None,
     nuclei: NucleusPoints | None = None,
+    grid: TileGrid | None = None,
 ) -> pd.DataFrame:
     """Every vessel object of a slide, streamed tile by tile.
 
@@ -127,6 +129,10 @@ def find_vessels(
     nuclei : NucleusPoints, optional
         The slide's nuclei (H&E: the wall of each lumen is judged by them; without them no
         lumen is a vessel).
+    grid : TileGrid, optional
+        The analysis' tile grid: each object's ``tile_id`` is the tile whose core holds its
+        centre (:func:`~napari_gbm.wsi.tiling.owner_tile_ids`, the cells' rule); -1 without
+        a grid.
 
     Returns
     -------
@@ -179,6 +185,9 @@ def find_vessels(
         found["centroid_y_um"] = (cy[own] + y0) * px_um + shift
         rows.append(found)
     table = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+    if grid is not None and len(table):
+        x_px, y_px = table["centroid_x_um"] / mpp, table["centroid_y_um"] / mpp
+        table["tile_id"] = owner_tile_ids(grid, x_px.to_numpy(), y_px.to_numpy())
     return _as_vessel_table(table, kind)
 
 
@@ -187,7 +196,7 @@ def _as_vessel_table(table: pd.DataFrame, kind: str) -> pd.DataFrame:
     for c in VESSEL_COLUMNS:
         if c in table:
             out[c] = table[c].to_numpy()
-        elif c.startswith("n_"):
+        elif c.startswith("n_") or c == "tile_id":
             out[c] = np.full(len(table), -1, np.int32)
         elif c in ("is_vessel",):
             out[c] = np.ones(len(table), bool)
@@ -195,6 +204,7 @@ def _as_vessel_table(table: pd.DataFrame, kind: str) -> pd.DataFrame:
             out[c] = np.full(len(table), np.nan)
     out["vessel_id"] = np.arange(len(table), dtype=np.int64)
     out["kind"] = pd.Series([kind] * len(table), dtype="str")
+    out["tile_id"] = out["tile_id"].astype(np.int64)
     for c in ("n_wall_nuclei", "n_endothelial", "n_outer_endothelial"):
         out[c] = out[c].astype(np.int32)
     out["is_vessel"] = out["is_vessel"].astype(bool)

@@ -46,7 +46,7 @@ def vessels_geojson_path(cells_path: str | os.PathLike[str]) -> Path:
     """Where the vessels of a slide go beside its cells' GeoJSON:
     ``<name>.geojson`` -> ``<name>.vessels.geojson``."""
     p = Path(cells_path)
-    return p.with_name(p.name[: -len(p.suffix)] + ".vessels.geojson" if p.suffix else p.name)
+    return p.with_name((p.name[: -len(p.suffix)] if p.suffix else p.name) + ".vessels.geojson")
 
 
 def _ring(x: np.ndarray, y: np.ndarray) -> list[list[float]]:
