@@ -385,3 +385,27 @@ def test_geojson_export_writes_vessels_and_mvp_foci_for_qupath(mvp_slides, tmp_p
     assert vessels_geojson_path(out) == tmp_path / "he.vessels.geojson"
     assert vessels_geojson_path(tmp_path / "he") == tmp_path / "he.vessels.geojson"
     assert len({f["id"] for f in doc["features"]}) == len(doc["features"])
+
+
+def test_wrong_vessel_tables_are_said_clearly() -> None:
+    from napari_gbm.biomarkers.whole_slide import slide_biomarkers
+
+    v = _vessels([(100, 100, 5, 0)]).drop(columns="tile_id")
+    tissue = np.ones((4, 4), bool)
+    with pytest.raises(ValueError, match=r"lacks \['outer_lining_coverage'\]"):
+        vascular_biomarkers(v.drop(columns="outer_lining_coverage"), "he", tissue, 25.0, 1.0)
+    cells = pd.DataFrame(
+        {"tile_id": [0], "centroid_x_um": [10.0], "centroid_y_um": [10.0],
+         "nucleus_area_um2": [40.0], "nucleus_circularity": [0.9]}
+    )  # fmt: skip
+    tiles = pd.DataFrame(
+        {"tile_id": [0], "row": [0], "col": [0], "selected": [True], "tissue_fraction": [1.0],
+         "core_x0_um": [0.0], "core_y0_um": [0.0], "core_width_um": [200.0],
+         "core_height_um": [200.0]}
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="no tile_id"):
+        slide_biomarkers(cells, tiles, np.ones((4, 4), bool), (200.0, 200.0), None, v, "he")
+    v["tile_id"] = 0  # with it, the one tile holds the one vessel
+    bm = slide_biomarkers(cells, tiles, np.ones((4, 4), bool), (200.0, 200.0), None, v, "he")
+    assert bm.tiles["vessel_count"].tolist() == [1]
+    assert bm.summary["vessel_density_per_mm2"] == pytest.approx(1 / 0.04)

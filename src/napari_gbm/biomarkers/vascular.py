@@ -55,6 +55,15 @@ __all__ = [
 #: what the vessel objects are: lumina on H&E, or DAB objects of a vessel marker
 VESSEL_SOURCES = ("he", "cd31", "cd34")
 
+#: vessel-table columns :func:`vascular_biomarkers` reads (and the area: lumen on H&E)
+VESSEL_INPUT_COLUMNS = (
+    "is_vessel",
+    "centroid_x_um",
+    "centroid_y_um",
+    "equivalent_diameter_um",
+    "n_outer_endothelial",
+    "outer_lining_coverage",
+)
 #: summary.json keys, every slide (None where they do not apply)
 VASCULAR_SUMMARY_KEYS = (
     "vessel_source",
@@ -197,13 +206,21 @@ def vascular_biomarkers(
     Raises
     ------
     ValueError
-        If `source` is unknown or `bin_um` is not positive.
+        If `source` is unknown, `bin_um` is not positive, or the table lacks a column it
+        needs (:data:`VESSEL_INPUT_COLUMNS`).
     """
     params = params or VascularParams()
     if source not in VESSEL_SOURCES:
         raise ValueError(f"source must be one of {VESSEL_SOURCES}, got {source!r}")
     if not bin_um > 0:
         raise ValueError(f"bin_um must be positive, got {bin_um}")
+    needed = [*VESSEL_INPUT_COLUMNS, "lumen_area_um2" if source == "he" else "area_um2"]
+    missing = [c for c in needed if c not in vessels.columns]
+    if missing:
+        raise ValueError(
+            f"the vessel table lacks {missing}; it has {list(vessels.columns)} (is it a "
+            "napari-gbm vessels.parquet, from find_vessels?)"
+        )
     v = vessels[vessels["is_vessel"].astype(bool)].reset_index(drop=True)
     n = len(v)
     per_mm2 = n / tissue_area_mm2 if tissue_area_mm2 > 0 else None

@@ -217,6 +217,11 @@ def slide_biomarkers(
     if vessels is not None:
         if vessel_source is None:
             raise ValueError("give vessel_source ('he', 'cd31' or 'cd34') with vessels")
+        if "tile_id" not in vessels.columns:
+            raise ValueError(
+                "the vessel table has no tile_id: find its vessels with the tile grid "
+                "(find_vessels(..., grid=grid))"
+            )
         t_area = tiles["core_width_um"] * tiles["core_height_um"] * tiles["tissue_fraction"]
         analysed_mm2 = float(t_area.where(tiles["selected"], 0.0).sum()) / 1e6
         vascular = vascular_biomarkers(
