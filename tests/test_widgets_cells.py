@@ -358,3 +358,47 @@ def test_cells_in_view_follow_the_camera(make_napari_viewer):
     shown = view.cells.iloc[view.shown]
     np.testing.assert_array_equal(layer.features["positive_class"], shown["positive_class"])
     assert b.scores()["n_graded"] == n
+
+
+def test_learned_detector_from_the_cells_dock(make_napari_viewer, qtbot, synthetic_he):
+    """The dock's detector choice reaches the analysis: the learned detector's cells, the
+    same as the core function's, with outlines under them."""
+    from napari_gbm.detect.cells import CellParams
+    from napari_gbm.detect.nucleus_params import NucleusParams
+    from napari_gbm.detect.region import analyze_region
+    from napari_gbm.widgets._cells import CellsWidget
+    from napari_gbm.wsi.slide import Slide
+
+    viewer = make_napari_viewer()
+    slide = _slide_layer(viewer, synthetic_he)
+    mpp = slide.metadata["napari_gbm"]["mpp"]
+    rect = np.array([[400, 500], [400, 800], [600, 800], [600, 500]], float)  # µm
+    viewer.add_shapes([rect], shape_type="rectangle", name="region")
+    w = CellsWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    assert w._detector.value == NucleusParams().detector == "classical"
+    w._layer.value = slide
+    w._scope.value = "drawn region"
+    w._detector.value = "learned"
+    w._shapes.reset_choices()
+    w._shapes.value = viewer.layers["region"]
+    assert w.run() is not None
+    _wait(qtbot, w)
+    assert "error" not in w._status.value, w._status.value
+    points = viewer.layers[f"{slide.name} cells"]
+    labels = viewer.layers[f"{slide.name} nuclei"]
+    ref = analyze_region(
+        Slide(synthetic_he),
+        (500 / mpp, 400 / mpp, 300 / mpp, 200 / mpp),
+        CellParams(texture=False, nucleus=NucleusParams(detector="learned")),
+        outlines=False,
+    )
+    assert len(points.data) == len(ref.cells) > 20
+    # outlines and points agree: nearly every cell centroid lies on a nucleus label
+    meta = labels.metadata["napari_gbm"]["region"]
+    oy, ox, ds = meta["y0"], meta["x0"], meta["downsample"]  # level-0 px
+    r = np.floor((points.data[:, 0] - oy) / ds).astype(int)
+    c = np.floor((points.data[:, 1] - ox) / ds).astype(int)
+    ok = (r >= 0) & (r < labels.data.shape[0]) & (c >= 0) & (c < labels.data.shape[1])
+    on = labels.data[r[ok], c[ok]] > 0
+    assert ok.mean() > 0.95 and on.mean() > 0.9, (ok.mean(), on.mean())

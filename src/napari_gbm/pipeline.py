@@ -37,6 +37,7 @@ from napari_gbm.detect.cells import (
     needed_overlap_px,
     slide_calibration,
 )
+from napari_gbm.detect.learned import detector_record
 from napari_gbm.detect.stain import deconvolve, stain_preset
 from napari_gbm.detect.vessels import (
     NUCLEUS_POINT_COLUMNS,
@@ -389,7 +390,7 @@ def analyze_slide(
     if cal is not None:
         stains = cal.stains
     meta: dict[str, Any] = {
-        "software": {"napari_gbm": __version__},
+        "software": {"napari_gbm": __version__, **detector_record(params.cells.nucleus)},
         "slide_id": slide_id,
         "input": {
             "path": str(slide.path.resolve()),

@@ -13,6 +13,7 @@ from napari_gbm.biomarkers.ihc import (
     PositivityParams,
 )
 from napari_gbm.biomarkers.markers import MARKERS, marker_positivity
+from napari_gbm.detect.nucleus_params import DETECTORS, NucleusParams
 from napari_gbm.wsi.slide import Slide
 from napari_gbm.wsi.tiling import TilingParams
 from napari_gbm.wsi.tissue import TissueParams
@@ -57,6 +58,13 @@ def open_slide(path: Path, mpp: float | None) -> Slide:
 def add_analysis_args(p: argparse.ArgumentParser) -> None:
     """The options of a cell analysis, shared by ``analyze`` and ``cohort``."""
     p.add_argument("--no-texture", action="store_true", help="skip Haralick texture features")
+    p.add_argument(
+        "--detector",
+        choices=DETECTORS,
+        default=NucleusParams().detector,
+        help="nucleus detector: classical (calibrated watershed, the default) or learned "
+        "(the small network shipped in the package; runs offline). See docs/MODEL_CARD.md",
+    )
     p.add_argument(
         "--estimate-stains",
         action="store_true",
@@ -206,6 +214,7 @@ def analyze_params(args: argparse.Namespace) -> Any:
             raise UsageError(f"--calibration: {exc}") from None
     cells = CellParams(
         stain=stain,
+        nucleus=NucleusParams(detector=args.detector),
         texture=not args.no_texture,
         n_threads=getattr(args, "threads", 1),
         calibration=CalibrationParams(enabled=not args.no_calibration),

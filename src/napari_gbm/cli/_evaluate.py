@@ -43,7 +43,10 @@ def add_parsers(sub: Any) -> None:
         help="detector run beside ours for comparison (skimage)",
     )
     p.add_argument(
-        "--detector", default="napari-gbm", help="detector to evaluate (napari-gbm, skimage)"
+        "--detector",
+        default="classical",
+        help="detector to evaluate: classical (the calibrated watershed, also called "
+        "napari-gbm), learned (the shipped network) or skimage",
     )
     p.add_argument(
         "--images", type=int, metavar="N", help="only the first N images (manifest order)"

@@ -6,6 +6,8 @@ kernels, the whole-slide cell run and the cells of one region.
 - :mod:`.nucleus_params`: :class:`NucleusParams`, the detection parameters, and the halo they need;
 - :mod:`.segment`: nuclei and cells on one RGB tile;
 - :mod:`._kernels`: the Numba kernels behind stain and segment;
+- :mod:`.nucleus_net`, :mod:`.learned`: the learned detector
+  (``NucleusParams(detector="learned")``), its network and its shipped weights;
 - :mod:`.cells`: tiles -> nuclei and cells -> features -> one cell table (:class:`CellParams`);
 - :mod:`.region`: the cells of one region, with outlines (what the Cells dock runs).
 """

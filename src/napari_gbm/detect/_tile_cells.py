@@ -67,7 +67,17 @@ def tile_cells(
         level-0 px (float64); empty when the tile has no nucleus.
     """
     mpp = grid.effective_mpp
-    seg = segment_nuclei(rgb, mpp, stains, params.nucleus, calibration)
+    s = grid.scale
+    origin = (round(float(tile.x0_px) / s), round(float(tile.y0_px) / s))
+    seg = segment_nuclei(
+        rgb,
+        mpp,
+        stains,
+        params.nucleus,
+        calibration,
+        origin=origin,
+        n_threads=params.kernel_threads,
+    )
     if int(seg.nuclei.max(initial=0)) == 0:
         return pd.DataFrame()
     images = {name: seg.stains[name] for name in stains.names[:2]}
@@ -89,7 +99,6 @@ def tile_cells(
         table = pd.concat([table, empty], axis=1)
     # tile pixels -> level-0 pixels of the slide (pixel centres: +0.5 before scaling)
     x0, y0 = float(tile.x0_px), float(tile.y0_px)
-    s = grid.scale
     cx = x0 + (table["centroid_x_px"].to_numpy() + 0.5) * s - 0.5
     cy = y0 + (table["centroid_y_px"].to_numpy() + 0.5) * s - 0.5
     own = (

@@ -14,9 +14,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     pass
 
-__all__ = ["DETECTION_CHOICES", "QUPATH_DEFAULTS", "NucleusParams", "halo_um"]
+__all__ = ["DETECTION_CHOICES", "DETECTORS", "QUPATH_DEFAULTS", "NucleusParams", "halo_um"]
 
 DETECTION_CHOICES = ("nuclear", "od_sum")
+#: The nucleus detectors: the calibrated watershed, or the shipped network
+#: (:mod:`napari_gbm.detect.learned`).
+DETECTORS = ("classical", "learned")
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,16 @@ class NucleusParams:
 
     Attributes
     ----------
+    detector : {"classical", "learned"}
+        ``"classical"``: the calibrated watershed below (the default). ``"learned"``: the
+        small U-Net shipped with the package (:mod:`napari_gbm.detect.learned`); it uses
+        ``learned_threshold``, ``learned_split_um``, the area limits and
+        ``cell_expansion_um``, not the watershed's thresholds and filters.
+    learned_threshold : float
+        Learned detector: nucleus probability above which a pixel is nucleus (0-1).
+    learned_split_um : float
+        Learned detector: a dip of the predicted edge distance at least this deep (µm)
+        separates two touching nuclei (h-maxima dynamics).
     detection : str
         ``"nuclear"`` (hematoxylin plus DAB if the stains have it), ``"od_sum"``
         (sum of RGB OD, QuPath's IHC option) or the name of one stain, e.g.
@@ -70,6 +83,9 @@ class NucleusParams:
         Cell = nucleus grown by this distance without entering neighbours (QuPath 5).
     """
 
+    detector: str = "classical"
+    learned_threshold: float = 0.5
+    learned_split_um: float = 0.75
     detection: str = "nuclear"
     background_radius_um: float = 8.0
     median_radius_um: float = 0.0
@@ -115,6 +131,12 @@ class NucleusParams:
             raise ValueError(f"max_background_od must be > 0, got {self.max_background_od}")
         if not 0 < self.split_neck_ratio <= 1:
             raise ValueError(f"split_neck_ratio must be in (0, 1], got {self.split_neck_ratio}")
+        if self.detector not in DETECTORS:
+            raise ValueError(f"detector must be one of {DETECTORS}, got {self.detector!r}")
+        if not 0 < self.learned_threshold < 1:
+            raise ValueError(f"learned_threshold must be in (0, 1), got {self.learned_threshold}")
+        if not (math.isfinite(self.learned_split_um) and self.learned_split_um > 0):
+            raise ValueError(f"learned_split_um must be > 0, got {self.learned_split_um!r}")
         if not isinstance(self.detection, str) or not self.detection:
             raise ValueError(f"detection must be a non-empty str, got {self.detection!r}")
 
@@ -145,7 +167,8 @@ def halo_um(params: NucleusParams = NucleusParams()) -> float:
 
     Sum of the supports of the opening (2 r), the Gaussian (4 sigma), the median, one
     largest nucleus (its diameter, for the distance-transform split) and the cell
-    expansion. Clumps of touching nuclei wider than this can still differ.
+    expansion. Clumps of touching nuclei wider than this can still differ. For the learned
+    detector, the network's receptive field and stride take the place of the filters.
 
     Parameters
     ----------
@@ -159,6 +182,10 @@ def halo_um(params: NucleusParams = NucleusParams()) -> float:
     """
     p = params
     diameter = 2 * math.sqrt(p.max_area_um2 / math.pi)
+    if p.detector == "learned":
+        from .nucleus_net import MODEL_MPP, RECEPTIVE_RADIUS_PX, STRIDE
+
+        return (RECEPTIVE_RADIUS_PX + STRIDE) * MODEL_MPP + diameter + p.cell_expansion_um
     return (
         2 * p.background_radius_um
         + 4 * p.sigma_um

@@ -174,5 +174,13 @@ def analyze_region(
         ow, oh = round((x1 - x0) / scale), round((y1 - y0) / scale)
         if 0 < ow * oh <= MAX_OUTLINE_PIXELS:
             rgb = slide.read_downsampled((x0, y0, x1 - x0, y1 - y0), (ow, oh))
-            nuclei = segment_nuclei(rgb, grid.effective_mpp, stains, params.nucleus, cal).nuclei
+            nuclei = segment_nuclei(
+                rgb,
+                grid.effective_mpp,
+                stains,
+                params.nucleus,
+                cal,
+                origin=(round(x0 / scale), round(y0 / scale)),
+                n_threads=params.kernel_threads,
+            ).nuclei
     return RegionCells(cells, nuclei, (x0, y0), scale, (x0, y0, x1 - x0, y1 - y0))

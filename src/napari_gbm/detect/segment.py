@@ -22,6 +22,9 @@ Pipeline (every length in µm, converted with the tile's ``mpp``):
 7. cells: each nucleus grown by ``cell_expansion_um`` into unclaimed pixels, every
    pixel going to its nearest nucleus (Voronoi-limited, like QuPath).
 
+With ``NucleusParams(detector="learned")`` steps 2-6 are replaced by the shipped network
+(:mod:`napari_gbm.detect.learned`); deconvolution and the cells (step 7) stay the same.
+
 Thresholds: with the slide's calibration (:mod:`napari_gbm.detect.calibration`, what ``analyze``
 uses) they are multiples of the slide's counterstain level (``threshold_rel``,
 ``peak_rel``); without one, the fixed ``threshold_od`` / ``peak_threshold_od``.
@@ -55,8 +58,10 @@ __all__ = [
     "Segmentation",
     "contrast_image",
     "deconvolve_tile",
+    "filter_objects",
     "prepare_rgb",
     "segment_nuclei",
+    "watershed_clumps",
 ]
 
 
@@ -236,7 +241,7 @@ def _foreground(
     return mask, smooth
 
 
-def _watershed(
+def watershed_clumps(
     height: npt.NDArray[np.float32], markers: npt.NDArray[np.int64], mask: npt.NDArray[np.bool_]
 ) -> npt.NDArray[np.int64]:
     """Marker watershed flooded clump by clump (translation-invariant tie-breaking)."""
@@ -264,7 +269,7 @@ def _split(mask: npt.NDArray[np.bool_], mpp: float, p: NucleusParams) -> npt.NDA
     markers, n = ndi.label(peaks, structure=np.ones((3, 3)))
     if n == 0:
         return np.zeros(mask.shape, np.int64)
-    labels = _watershed(-dist, markers.astype(np.int64), mask)
+    labels = watershed_clumps(-dist, markers.astype(np.int64), mask)
     a, b, saddle = K.region_saddles(labels, dist, n)
     _, peak, _ = K.label_stats(markers, dist, n)
     peak[0] = 0.0
@@ -276,7 +281,7 @@ def _split(mask: npt.NDArray[np.bool_], mpp: float, p: NucleusParams) -> npt.NDA
     return np.asarray(root[labels])
 
 
-def _filter_objects(
+def filter_objects(
     labels: npt.NDArray[np.int64],
     smooth: npt.NDArray[np.float32],
     mpp: float,
@@ -332,6 +337,9 @@ def segment_nuclei(
     stains: StainVectors = HE,
     params: NucleusParams = NucleusParams(),
     calibration: SlideCalibration | None = None,
+    *,
+    origin: tuple[int, int] = (0, 0),
+    n_threads: int = 1,
 ) -> Segmentation:
     """Detect nuclei and cells in one RGB tile.
 
@@ -353,6 +361,12 @@ def segment_nuclei(
         counterstain level (``params.threshold_rel``, ``params.peak_rel``). Without
         it the fixed ``threshold_od`` / ``peak_threshold_od`` apply. Pass the *slide's*
         calibration to every tile: a tile's own would break tile independence.
+    origin : tuple of int, default (0, 0)
+        ``(x, y)`` of the tile's first pixel in the slide's pixel grid at `mpp`. Only the
+        learned detector (``params.detector == "learned"``) uses it: its network must see
+        the same pixel grid in every tile (:mod:`napari_gbm.detect.learned`).
+    n_threads : int, default 1
+        Torch threads of the learned detector.
 
     Returns
     -------
@@ -391,8 +405,13 @@ def segment_nuclei(
     if img.shape[0] == 0 or img.shape[1] == 0:
         empty = np.zeros(img.shape[:2], np.int32)
         return Segmentation(empty, empty.copy(), stain_images, params, stains, mpp)
-    mask, smooth = _foreground(det, mpp, params, threshold_od)
-    labels = _split(mask, mpp, params)
-    nuclei = _filter_objects(labels, smooth, mpp, params, peak_od)
+    if params.detector == "learned":
+        from .learned import learned_nuclei
+
+        nuclei = learned_nuclei(img, mpp, params, origin, n_threads)
+    else:
+        mask, smooth = _foreground(det, mpp, params, threshold_od)
+        labels = _split(mask, mpp, params)
+        nuclei = filter_objects(labels, smooth, mpp, params, peak_od)
     cells = expand_cells(nuclei, params.cell_expansion_um / mpp)
     return Segmentation(nuclei, cells, stain_images, params, stains, mpp)

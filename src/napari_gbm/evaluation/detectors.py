@@ -3,7 +3,10 @@
 A detector is a callable ``(image_path, mpp, stain) -> Detections`` (see
 :class:`~napari_gbm.evaluation.detections.Detections`). Built in:
 
-- ``napari-gbm``: our pipeline, exactly as ``analyze`` runs it (:func:`detect_napari_gbm`);
+- ``classical`` (also ``napari-gbm``): our pipeline with the calibrated watershed, exactly
+  as ``analyze`` runs it (:func:`detect_napari_gbm`);
+- ``learned``: the same pipeline with the shipped network (:func:`detect_learned`,
+  ``analyze --detector learned``);
 - ``skimage``: the plain scikit-image baseline (:mod:`napari_gbm.evaluation.baseline`).
 
 Others can be added with :func:`register_detector`.
@@ -17,17 +20,27 @@ from pathlib import Path
 import numpy as np
 
 from napari_gbm.detect.cells import CellParams
+from napari_gbm.detect.nucleus_params import NucleusParams
 from napari_gbm.detect.region import analyze_region
 from napari_gbm.evaluation.baseline import detect_skimage
 from napari_gbm.evaluation.detections import Detections
 from napari_gbm.wsi.slide import Slide
 
-__all__ = ["DETECTORS", "Detector", "detect_napari_gbm", "get_detector", "register_detector"]
+__all__ = [
+    "DETECTORS",
+    "Detector",
+    "detect_learned",
+    "detect_napari_gbm",
+    "get_detector",
+    "register_detector",
+]
 
 Detector = Callable[[Path, float, str], Detections]
 
 
-def detect_napari_gbm(path: Path, mpp: float, stain: str) -> Detections:
+def detect_napari_gbm(
+    path: Path, mpp: float, stain: str, detector: str = "classical"
+) -> Detections:
     """Our detector on one image, as ``analyze`` runs it.
 
     The whole image is one region (:func:`napari_gbm.detect.region.analyze_region`, texture
@@ -42,6 +55,8 @@ def detect_napari_gbm(path: Path, mpp: float, stain: str) -> Detections:
         Pixel size, µm/px (overrides the file's).
     stain : str
         Stain of the image (``CellParams.stain``, e.g. ``"he"`` or ``"hdab"``).
+    detector : {"classical", "learned"}, default "classical"
+        ``NucleusParams.detector``.
 
     Returns
     -------
@@ -51,9 +66,8 @@ def detect_napari_gbm(path: Path, mpp: float, stain: str) -> Detections:
     """
     with Slide(path, mpp=mpp) as slide:
         w, h = slide.dimensions
-        region = analyze_region(
-            slide, (0, 0, w, h), CellParams(stain=stain, texture=False), outlines=True
-        )
+        params = CellParams(stain=stain, texture=False, nucleus=NucleusParams(detector=detector))
+        region = analyze_region(slide, (0, 0, w, h), params, outlines=True)
     grade = region.cells["positive_class"].to_numpy()
     labels = None
     if region.nuclei is not None:
@@ -64,6 +78,11 @@ def detect_napari_gbm(path: Path, mpp: float, stain: str) -> Detections:
         grade >= 1 if (grade >= 0).any() else None,
         labels,
     )
+
+
+def detect_learned(path: Path, mpp: float, stain: str) -> Detections:
+    """:func:`detect_napari_gbm` with the learned detector (``--detector learned``)."""
+    return detect_napari_gbm(path, mpp, stain, detector="learned")
 
 
 def to_image_grid(
@@ -102,7 +121,9 @@ def to_image_grid(
 
 
 DETECTORS: dict[str, Detector] = {
+    "classical": detect_napari_gbm,
     "napari-gbm": detect_napari_gbm,
+    "learned": detect_learned,
     "skimage": detect_skimage,
 }
 

@@ -306,7 +306,7 @@ def evaluate_dataset(
     *,
     stain: str | None = None,
     mpp: float | None = None,
-    detector: str = "napari-gbm",
+    detector: str = "classical",
     baseline: str | None = "skimage",
     images: int | None = None,
     split: str | None = None,
@@ -326,7 +326,7 @@ def evaluate_dataset(
         Overrides the manifest's stain.
     mpp : float, optional
         Pixel size, µm/px; overrides the manifest's (required without a manifest).
-    detector : str, default "napari-gbm"
+    detector : str, default "classical"
         Name of the detector to evaluate (:mod:`.detectors`).
     baseline : str or None, default "skimage"
         The detector run beside it; None or ``"none"`` runs none.

@@ -36,6 +36,7 @@ from napari_gbm._napari._layers import (
     put_layer,
 )
 from napari_gbm.detect.cells import Cancelled, CellParams
+from napari_gbm.detect.nucleus_params import NucleusParams
 from napari_gbm.widgets._dock import ScrollingDock
 from napari_gbm.widgets._event_loop import Debounced, in_steps
 
@@ -91,6 +92,13 @@ class CellsWidget(ScrollingDock):
             value="he",
             tooltip="H&E, or hematoxylin-DAB immunohistochemistry such as Ki-67",
         )
+        self._detector = ComboBox(
+            label="detector",
+            choices=[("classical (watershed)", "classical"), ("learned (network)", "learned")],
+            value=NucleusParams().detector,
+            tooltip="The calibrated watershed, or the small network shipped with napari-gbm "
+            "(offline; see docs/MODEL_CARD.md for where each is better)",
+        )
         self._texture = CheckBox(text="texture (Haralick)", value=False)
         self._out = FileEdit(label="output folder", mode="d", tooltip="whole slide only")
         self._run_btn = PushButton(text="Detect cells")
@@ -103,6 +111,7 @@ class CellsWidget(ScrollingDock):
                 self._scope,
                 self._shapes,
                 self._stain,
+                self._detector,
                 self._texture,
                 self._out,
                 self._run_btn,
@@ -197,7 +206,11 @@ class CellsWidget(ScrollingDock):
         if not mpp:
             _notify_error("the slide has no pixel size: set it in the Slide & tiles widget first")
             return None
-        params = CellParams(stain=self._stain.value, texture=bool(self._texture.value))
+        params = CellParams(
+            stain=self._stain.value,
+            nucleus=NucleusParams(detector=self._detector.value),
+            texture=bool(self._texture.value),
+        )
         path = layer.metadata["slide_path"]
         scope = self._scope.value
         try:
