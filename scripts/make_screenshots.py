@@ -255,9 +255,10 @@ def capture_cohort(filename: str) -> None:
     _save(viewer, filename)
 
 
-def capture_cells_region(filename: str) -> None:
+def capture_cells_region(filename: str, detector: str = "classical") -> None:
     """CMU-1: a rectangle drawn in the user's own Shapes layer, the Cells widget run on
-    the drawn region: nuclei outlined, cells as rings, the region outlined and named."""
+    the drawn region with `detector`: nuclei outlined, cells as rings, the region outlined
+    and named."""
     import napari
 
     from napari_gbm.widgets._cells import CellsWidget
@@ -272,6 +273,7 @@ def capture_cells_region(filename: str) -> None:
     viewer.window.add_dock_widget(widget, name="Cells")
     widget._layer.value = slide
     widget._scope.value = "drawn region"
+    widget._detector.value = detector
     widget._shapes.reset_choices()
     widget._shapes.value = viewer.layers["my region"]
     widget.run()
@@ -291,6 +293,10 @@ if __name__ == "__main__":
         SIZE = (int(w), int(h))
     if "--out" in sys.argv:
         OUT = Path(sys.argv[sys.argv.index("--out") + 1])
+    if "--cells-only" in sys.argv:
+        capture_cells_region("cells_region_cmu1.png")
+        capture_cells_region("cells_region_cmu1_learned.png", "learned")
+        sys.exit(0)
     if "--spots-only" in sys.argv:
         capture_spots("spots_synthetic.png")
         sys.exit(0)
@@ -299,6 +305,7 @@ if __name__ == "__main__":
         capture_vessels("vessels_tcga.png", SHARED / "tcga-cr-7395-01a-01-ts1.svs", 0.5)
         sys.exit(0)
     capture_cells_region("cells_region_cmu1.png")
+    capture_cells_region("cells_region_cmu1_learned.png", "learned")
     capture_cohort("cohort_stratification.png")
     capture_analysis("analysis_synthetic_ki67.png")
     capture_spots("spots_synthetic.png")

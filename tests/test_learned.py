@@ -275,3 +275,19 @@ def test_training_script_writes_loadable_reproducible_weights(tmp_path: Path) ->
         load_model(str(out / "nucleus_net.pt"))
         digests.append(card["sha256"])
     assert digests[0] == digests[1]  # same seed, same weights
+
+
+def test_the_wheel_ships_the_weights(tmp_path: Path) -> None:
+    """``pip wheel .`` packs the weights and their record, byte for byte (offline use:
+    scripts/check_offline_install.sh runs analyze from such a wheel with no network)."""
+    import zipfile
+
+    cmd = [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation",
+           "-q", "-w", str(tmp_path)]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (wheel,) = tmp_path.glob("napari_gbm-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        data = z.read("napari_gbm/detect/weights/nucleus_net.pt")
+        card = json.loads(z.read("napari_gbm/detect/weights/nucleus_net.json"))
+    assert hashlib.sha256(data).hexdigest() == card["sha256"] == model_card()["sha256"]
