@@ -33,6 +33,7 @@ from napari_gbm.detect.nucleus_net import (
     instance_targets,
 )
 from napari_gbm.detect.nucleus_params import NucleusParams, halo_um
+from napari_gbm.evaluation.matching import match_points
 from napari_gbm.synthetic.patches import training_patch
 from napari_gbm.wsi.tiling import TileGrid, TilingParams, make_tile_grid
 from napari_gbm.wsi.tissue import detect_tissue
@@ -44,17 +45,10 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _match(a: np.ndarray, b: np.ndarray, max_dist: float) -> tuple[np.ndarray, np.ndarray]:
-    from scipy.optimize import linear_sum_assignment
-    from scipy.spatial import cKDTree
-
-    pairs = cKDTree(b).sparse_distance_matrix(cKDTree(a), max_dist, output_type="coo_matrix")
-    if pairs.nnz == 0:
-        return np.zeros(0, int), np.zeros(0, int)
-    cost = np.full((len(a), len(b)), 1e6)
-    cost[pairs.col, pairs.row] = pairs.data
-    ia, ib = linear_sum_assignment(cost)
-    ok = cost[ia, ib] <= max_dist
-    return ia[ok], ib[ok]
+    """One-to-one pairs within max_dist (the evaluation's Hungarian matching, itself tested
+    against scipy in test_evaluate.py)."""
+    m = match_points(a, b, max_dist)
+    return m.pred_index, m.true_index
 
 
 # -- the shipped weights -----------------------------------------------------------------

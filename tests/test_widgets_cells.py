@@ -372,7 +372,7 @@ def test_learned_detector_from_the_cells_dock(make_napari_viewer, qtbot, synthet
     viewer = make_napari_viewer()
     slide = _slide_layer(viewer, synthetic_he)
     mpp = slide.metadata["napari_gbm"]["mpp"]
-    rect = np.array([[400, 500], [400, 800], [600, 800], [600, 500]], float)  # µm
+    rect = np.array([[400, 500], [400, 650], [520, 650], [520, 500]], float)  # µm
     viewer.add_shapes([rect], shape_type="rectangle", name="region")
     w = CellsWidget(viewer)
     viewer.window.add_dock_widget(w)
@@ -389,7 +389,7 @@ def test_learned_detector_from_the_cells_dock(make_napari_viewer, qtbot, synthet
     labels = viewer.layers[f"{slide.name} nuclei"]
     ref = analyze_region(
         Slide(synthetic_he),
-        (500 / mpp, 400 / mpp, 300 / mpp, 200 / mpp),
+        (500 / mpp, 400 / mpp, 150 / mpp, 120 / mpp),
         CellParams(texture=False, nucleus=NucleusParams(detector="learned")),
         outlines=False,
     )
