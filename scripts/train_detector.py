@@ -26,6 +26,7 @@ import hashlib
 import json
 import platform
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,14 +98,14 @@ def teacher_targets(src: Source) -> dict[str, np.ndarray]:
     from napari_gbm.detect.segment import deconvolve_tile
     from napari_gbm.evaluation.detectors import detect_napari_gbm
 
-    if src.path.startswith("skimage:"):
-        tmp = Path("/tmp/napari_gbm_train_ihc.png")
-        Image.fromarray(_load_rgb(src)).save(tmp)
-        path = tmp
-    else:
-        path = SHARED / src.path
     rgb = _load_rgb(src)
-    det = detect_napari_gbm(path, src.mpp, src.stain)
+    if src.path.startswith("skimage:"):  # the detector reads files: a private temporary one
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "ihc.png"
+            Image.fromarray(rgb).save(path)
+            det = detect_napari_gbm(path, src.mpp, src.stain)
+    else:
+        det = detect_napari_gbm(SHARED / src.path, src.mpp, src.stain)
     labels = det.labels if det.labels is not None else np.zeros(rgb.shape[:2], np.int32)
     f = src.mpp / MODEL_MPP
     if abs(f - 1) > 0.05:  # to the model's pixel size
